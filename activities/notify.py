@@ -1,0 +1,88 @@
+"""Outgoing webhooks to the storefront, in the Standard Webhooks format.
+
+Sent only after the state change they report has committed; the event id is stable, so the
+storefront can drop a redelivery. Each delivery is kept in the storefront_webhooks outbox.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from standardwebhooks import Webhook
+from temporalio import activity
+
+from kassa.contracts import StorefrontEvent
+from kassa.models import StorefrontWebhook
+from kassa.settings import Settings
+
+
+def webhook_payload(event: StorefrontEvent) -> dict:
+    return {
+        "type": event.type,
+        "timestamp": event.occurred_at.isoformat(),
+        "data": json.loads(json.dumps(asdict(event.order), default=str)),
+    }
+
+
+class NotifyActivities:
+    def __init__(
+        self, http: httpx.AsyncClient, sessions: async_sessionmaker, settings: Settings
+    ) -> None:
+        self._http = http
+        self._sessions = sessions
+        self._settings = settings
+
+    @activity.defn
+    async def notify_storefront(self, event: StorefrontEvent) -> bool:
+        """Deliver `event`; False when no storefront webhook URL is configured."""
+        payload = webhook_payload(event)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(StorefrontWebhook)
+                .values(
+                    event_id=event.event_id,
+                    order_id=event.order.order_id,
+                    type=event.type,
+                    payload=payload,
+                )
+                .on_conflict_do_nothing(index_elements=[StorefrontWebhook.event_id])
+            )
+        url = self._settings.storefront_webhook_url
+        if not url:
+            return False
+        body = json.dumps(payload)
+        now = datetime.now(UTC)
+        signature = Webhook(self._settings.storefront_webhook_secret).sign(
+            event.event_id, now, body
+        )
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": event.event_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature,
+        }
+        try:
+            response = await self._http.post(url, content=body, headers=headers, timeout=10)
+            delivered = response.is_success
+            failure = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            delivered, failure = False, repr(exc)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(StorefrontWebhook)
+                .where(StorefrontWebhook.event_id == event.event_id)
+                .values(
+                    attempts=StorefrontWebhook.attempts + 1,
+                    delivered_at=func.now() if delivered else None,
+                )
+            )
+        if not delivered:
+            # Retried by Temporal with backoff for `storefront_webhook_retry_hours`.
+            raise RuntimeError(f"storefront webhook {event.event_id} not accepted: {failure}")
+        return True

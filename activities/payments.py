@@ -1,0 +1,82 @@
+"""Gateway calls. A call that times out has an unknown outcome, so it is retried with the same
+merchant order id (the gateway's idempotency key) and can never open a second payment."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from gateways.base import GatewayRejected, NewPayment, PaymentGateway
+from kassa.contracts import (
+    CloseResult,
+    OpenPaymentInput,
+    OrderRef,
+    OrderStatus,
+    PaymentSession,
+)
+from kassa.models import Order
+from kassa.settings import Settings
+
+
+class PaymentActivities:
+    def __init__(
+        self,
+        gateways: dict[str, PaymentGateway],
+        sessions: async_sessionmaker,
+        settings: Settings,
+    ) -> None:
+        self._gateways = gateways
+        self._sessions = sessions
+        self._settings = settings
+
+    def _gateway(self, name: str) -> PaymentGateway:
+        if name not in self._gateways:
+            raise ApplicationError(
+                f"unknown gateway {name!r}", type="UnknownGateway", non_retryable=True
+            )
+        return self._gateways[name]
+
+    @activity.defn
+    async def create_payment(self, request: OpenPaymentInput) -> PaymentSession:
+        """Open the payment at the gateway and record its page on the order."""
+        checkout = request.checkout
+        gateway = self._gateway(checkout.gateway)
+        try:
+            session = await gateway.create_payment(
+                NewPayment(
+                    merchant_order_id=checkout.order_id,
+                    amount=checkout.amount,
+                    currency=checkout.currency,
+                    description=", ".join(f"{i.quantity} × {i.title}" for i in checkout.items),
+                    expires_at=request.expires_at,
+                    notify_url=f"{self._settings.public_api_url}/v1/webhooks/{gateway.name}",
+                    return_url=checkout.return_url,
+                )
+            )
+        except GatewayRejected as exc:
+            raise ApplicationError(str(exc), type="GatewayRejected", non_retryable=True) from exc
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(Order)
+                .where(Order.order_id == checkout.order_id)
+                .where(Order.status == OrderStatus.CREATED)
+                .values(
+                    status=OrderStatus.AWAITING_PAYMENT,
+                    gateway_payment_id=session.payment_id,
+                    payment_url=session.payment_url,
+                    expires_at=session.expires_at,
+                    updated_at=func.now(),
+                )
+            )
+        return session
+
+    @activity.defn
+    async def close_payment(self, order: OrderRef) -> CloseResult:
+        """Close an unpaid payment. SUCCEEDED means the buyer paid first: the order is paid.
+
+        Every failure retries, even a refusal: an order must not expire while the gateway may
+        still capture, so a close that keeps failing stays visible to support as a pending
+        activity instead."""
+        return CloseResult(await self._gateway(order.gateway).close_payment(order.order_id))

@@ -1,0 +1,54 @@
+"""The FastAPI app: storefront API, gateway callbacks, health. `create_app` is the factory;
+the lifespan builds the engine, the Temporal client and the gateway adapters."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+from temporalio.client import Client
+
+from api import problems
+from api.limits import BodySizeLimit
+from api.routers import checkouts, orders, webhooks
+from gateways import build_gateways
+from kassa import temporal
+from kassa.db import make_engine, make_sessionmaker
+from kassa.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = make_engine(settings.database_url)
+        async with httpx.AsyncClient() as http:
+            app.state.settings = settings
+            app.state.sessions = make_sessionmaker(engine)
+            app.state.temporal = temporal_client or await temporal.connect(settings)
+            app.state.gateways = build_gateways(settings, http)
+            yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Kassa",
+        summary="Checkouts for paid content, each one a durable Temporal workflow.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    problems.install(app)
+    app.include_router(checkouts.router)
+    app.include_router(orders.router)
+    app.include_router(webhooks.router)
+
+    @app.get("/healthz", tags=["health"], operation_id="health")
+    async def healthz() -> dict:
+        async with app.state.sessions() as session:
+            await session.execute(text("select 1"))
+        return {"status": "ok"}
+
+    return app

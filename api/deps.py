@@ -1,0 +1,71 @@
+"""Dependencies the routers declare: settings, database session, Temporal client, caller."""
+
+from __future__ import annotations
+
+import hmac
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.problems import Problem
+from gateways.base import PaymentGateway
+from kassa.settings import Settings
+
+
+class Caller(StrEnum):
+    STOREFRONT = "storefront"
+    SUPPORT = "support"
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _sessions(request: Request) -> async_sessionmaker:
+    return request.app.state.sessions
+
+
+async def _session(request: Request):
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+def _temporal(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+def _gateways(request: Request) -> dict[str, PaymentGateway]:
+    return request.app.state.gateways
+
+
+def _caller(
+    settings: Annotated[Settings, Depends(_settings)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and key:
+        for caller, expected in (
+            (Caller.STOREFRONT, settings.storefront_api_key),
+            (Caller.SUPPORT, settings.support_api_key),
+        ):
+            if hmac.compare_digest(key.encode(), expected.encode()):
+                return caller
+    raise Problem(
+        401,
+        "unauthorized",
+        "A valid API key is required",
+        "Send `Authorization: Bearer <key>` with the storefront or the support key.",
+        field="Authorization",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[async_sessionmaker, Depends(_sessions)]
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+TemporalDep = Annotated[Client, Depends(_temporal)]
+GatewaysDep = Annotated[dict[str, PaymentGateway], Depends(_gateways)]
+CallerDep = Annotated[Caller, Depends(_caller)]

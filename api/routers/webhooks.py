@@ -1,0 +1,79 @@
+"""POST /v1/webhooks/{gateway}: gateway callbacks (异步通知).
+
+No API key: the gateway's signature instead. A callback that does not verify is refused
+with 401 and changes nothing. A verified one is recorded in the payment_events inbox (one
+row per gateway event id) and then signalled to its checkout, which ignores what no longer
+applies. The signal is sent even for a recorded duplicate: the first delivery may have been
+recorded and then failed to signal.
+"""
+
+from __future__ import annotations
+
+import json
+
+import structlog
+from fastapi import APIRouter, Request
+from sqlalchemy.dialects.postgresql import insert
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import GatewaysDep, SessionsDep, TemporalDep
+from api.problems import Problem
+from gateways.base import InvalidSignature
+from kassa.contracts import checkout_workflow_id
+from kassa.models import PaymentEventRecord
+from workflows.checkout import CheckoutWorkflow
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+log = structlog.get_logger("webhooks")
+
+
+@router.post("/{gateway}", operation_id="receive_gateway_callback")
+async def receive_callback(
+    gateway: str,
+    request: Request,
+    gateways: GatewaysDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+) -> dict:
+    adapter = gateways.get(gateway)
+    if adapter is None:
+        raise Problem(404, "unknown-gateway", f"No gateway {gateway!r}", field="gateway")
+    body = await request.body()
+    try:
+        event = adapter.parse_callback(request.headers, body)
+    except InvalidSignature as err:
+        log.warning("callback refused", gateway=gateway, reason=str(err))
+        raise Problem(
+            401,
+            "invalid-signature",
+            "The callback's signature does not verify",
+            str(err),
+            field="signature",
+        ) from err
+    if event is None:
+        return {"received": True}
+
+    async with sessions.begin() as session:
+        await session.execute(
+            insert(PaymentEventRecord)
+            .values(
+                gateway=event.gateway,
+                event_id=event.event_id,
+                order_id=event.order_id,
+                outcome=event.outcome,
+                payload=json.loads(body),
+            )
+            .on_conflict_do_nothing()
+        )
+    handle = temporal.get_workflow_handle(checkout_workflow_id(event.order_id))
+    try:
+        await handle.signal(CheckoutWorkflow.payment_event, event)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise Problem(503, "temporal-unavailable", "Try again later") from err
+        log.warning(
+            "callback for an order with no running checkout",
+            order_id=event.order_id,
+            event_id=event.event_id,
+        )
+    return {"received": True}

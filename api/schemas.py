@@ -1,0 +1,108 @@
+"""The storefront contract: request and response bodies of /v1 (pydantic lives at this edge
+only; `to_checkout_input` is the one conversion into the core's contracts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from kassa.contracts import CheckoutInput, CheckoutView, LineItem, OrderStatus
+from kassa.money import currency_exponent
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class LineItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    unit_amount: Annotated[StrictInt, Field(gt=0, description="Minor units (fen, cents).")]
+    quantity: Annotated[StrictInt, Field(ge=1)]
+
+
+class CheckoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: Identifier | None = Field(None, description="Your reference; generated if absent.")
+    customer_id: Annotated[str, Field(min_length=1, max_length=128)]
+    items: Annotated[list[LineItemIn], Field(min_length=1)]
+    currency: Annotated[str, Field(description="ISO-4217 code, upper case: CNY, USD, JPY…")]
+    gateway: Annotated[str, Field(min_length=1, max_length=32)]
+    expires_in_seconds: StrictInt | None = None
+    return_url: AnyHttpUrl | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, code: str) -> str:
+        currency_exponent(code)  # raises ValueError, which pydantic reports on this field
+        return code
+
+    def to_checkout_input(self, order_id: str, expires_in_seconds: int) -> CheckoutInput:
+        return CheckoutInput(
+            order_id=order_id,
+            customer_id=self.customer_id,
+            items=[LineItem(i.sku, i.title, i.unit_amount, i.quantity) for i in self.items],
+            currency=self.currency,
+            gateway=self.gateway,
+            expires_in_seconds=expires_in_seconds,
+            return_url=str(self.return_url) if self.return_url else None,
+        )
+
+
+class PaymentOut(BaseModel):
+    gateway: str
+    payment_url: str
+    expires_at: datetime
+
+
+class CheckoutOut(BaseModel):
+    order_id: str
+    workflow_id: str
+    status: OrderStatus
+    amount: int
+    currency: str
+    payment: PaymentOut | None
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, view: CheckoutView) -> CheckoutOut:
+        payment = view.payment
+        return cls(
+            order_id=view.order_id,
+            workflow_id=view.workflow_id,
+            status=view.status,
+            amount=view.amount,
+            currency=view.currency,
+            payment=PaymentOut(
+                gateway=payment.gateway,
+                payment_url=payment.payment_url,
+                expires_at=payment.expires_at,
+            )
+            if payment
+            else None,
+            reason=view.reason,
+        )
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    status: OrderStatus
+    reason: str | None
+    amount: int
+    currency: str
+    customer_id: str
+    gateway: str
+    payment_url: str | None
+    expires_at: datetime | None
+    refunded_amount: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = "cancelled by request"

@@ -1,0 +1,66 @@
+"""The one interface every payment gateway adapter implements.
+
+Adapters translate their protocol's states and errors into these types. They know nothing
+about Temporal: the activities turn `GatewayRejected` into a non-retryable error and let
+every other exception retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession
+
+
+class GatewayError(Exception):
+    """The call failed or its outcome is unknown: retry with the same idempotency key."""
+
+
+class GatewayRejected(GatewayError):
+    """The gateway refused the request for good (bad parameters, unknown payment)."""
+
+
+class InvalidSignature(Exception):
+    """A callback whose signature, timestamp or shape does not check out."""
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    merchant_order_id: str  # the gateway's idempotency key for creation
+    amount: int
+    currency: str
+    description: str
+    expires_at: datetime
+    notify_url: str
+    return_url: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    payment_id: str
+    merchant_order_id: str
+    outcome: PaymentOutcome
+    amount: int
+    currency: str
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    async def create_payment(self, payment: NewPayment) -> PaymentSession:
+        """Open a payment; calling again with the same merchant order id returns the same one."""
+        ...
+
+    async def get_payment(self, merchant_order_id: str) -> GatewayPayment: ...
+
+    async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
+        """Close an unpaid payment: CLOSED, or SUCCEEDED when the buyer already paid."""
+        ...
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent | None:
+        """Verify and decode a callback; None for verified events that are not about a payment
+        outcome. Raises InvalidSignature for anything that does not verify."""
+        ...

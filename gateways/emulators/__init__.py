@@ -1,0 +1,1 @@
+"""Protocol-faithful local stand-ins for payment gateways, so everything runs offline."""

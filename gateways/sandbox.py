@@ -1,0 +1,123 @@
+"""Kassa's adapter for the sandbox gateway (its emulator lives in gateways/emulators/)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+
+import httpx
+
+from gateways import sandbox_protocol
+from gateways.base import (
+    GatewayError,
+    GatewayPayment,
+    GatewayRejected,
+    InvalidSignature,
+    NewPayment,
+)
+from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession
+
+_OUTCOMES = {
+    "pending": PaymentOutcome.PENDING,
+    "succeeded": PaymentOutcome.SUCCEEDED,
+    "declined": PaymentOutcome.DECLINED,
+    "closed": PaymentOutcome.CLOSED,
+    "expired": PaymentOutcome.CLOSED,
+}
+
+
+class SandboxGateway:
+    name = "sandbox"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: str,
+        webhook_secrets: list[str],
+        tolerance_seconds: int = 300,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._secrets = webhook_secrets
+        self._tolerance = tolerance_seconds
+
+    async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        try:
+            response = await self._http.request(
+                method, self._base_url + path, json=body, headers=self._headers, timeout=10
+            )
+        except httpx.HTTPError as exc:  # timeouts included: the outcome is unknown
+            raise GatewayError(f"sandbox {method} {path}: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise GatewayError(f"sandbox {method} {path}: HTTP {response.status_code}")
+        data = response.json()
+        if response.status_code >= 400 and data.get("code") != "payment_already_paid":
+            raise GatewayRejected(f"sandbox {method} {path}: {data.get('code')}: {data}")
+        return data
+
+    async def create_payment(self, payment: NewPayment) -> PaymentSession:
+        data = await self._call(
+            "POST",
+            "/v1/payments",
+            {
+                "merchant_order_id": payment.merchant_order_id,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "description": payment.description,
+                "expires_at": payment.expires_at.isoformat(),
+                "notify_url": payment.notify_url,
+                "return_url": payment.return_url,
+            },
+        )
+        return PaymentSession(
+            gateway=self.name,
+            payment_id=data["id"],
+            payment_url=data["payment_url"],
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+        )
+
+    async def get_payment(self, merchant_order_id: str) -> GatewayPayment:
+        return _payment(await self._call("GET", f"/v1/payments/by-order/{merchant_order_id}"))
+
+    async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
+        data = await self._call("POST", f"/v1/payments/by-order/{merchant_order_id}/close")
+        if data.get("code") == "payment_already_paid":
+            return PaymentOutcome.SUCCEEDED
+        return _OUTCOMES[data["status"]]
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent | None:
+        try:
+            sandbox_protocol.verify(
+                self._secrets,
+                headers.get(sandbox_protocol.SIGNATURE_HEADER),
+                body,
+                self._tolerance,
+            )
+            event = json.loads(body)
+            if not event["type"].startswith("payment."):
+                return None
+            payment = _payment(event["data"])
+            return PaymentEvent(
+                gateway=self.name,
+                event_id=str(event["id"]),
+                order_id=payment.merchant_order_id,
+                payment_id=payment.payment_id,
+                outcome=payment.outcome,
+                amount=payment.amount,
+                currency=payment.currency,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidSignature(str(exc)) from exc
+
+
+def _payment(data: dict) -> GatewayPayment:
+    return GatewayPayment(
+        payment_id=data["id"],
+        merchant_order_id=data["merchant_order_id"],
+        outcome=_OUTCOMES[data["status"]],
+        amount=int(data["amount"]),
+        currency=data["currency"],
+    )

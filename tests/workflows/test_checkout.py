@@ -1,0 +1,214 @@
+"""The checkout workflow on the time-skipping server, with its real activities: a real
+PostgreSQL and the sandbox gateway over HTTP. A 15-minute payment window passes in
+milliseconds."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest_asyncio
+from sqlalchemy import select
+
+from api.checkout_start import start_checkout
+from kassa.contracts import (
+    CancelRequest,
+    CheckoutInput,
+    CheckoutView,
+    OrderStatus,
+    PaymentEvent,
+    PaymentOutcome,
+    checkout_workflow_id,
+)
+from kassa.models import Entitlement, Order
+from tests.support import buyer_acts, new_checkout
+from worker import running_worker
+from workflows.checkout import CheckoutWorkflow
+
+
+@pytest_asyncio.fixture
+async def started(time_skipping_env, settings, sandbox, storefront, sessions):
+    """Start checkouts on a worker of this test's own."""
+    task_queue = f"wf-{uuid.uuid4().hex[:8]}"
+    client = time_skipping_env.client
+    async with running_worker(client, settings, task_queue):
+
+        async def start(checkout: CheckoutInput):
+            view = await start_checkout(client, checkout, task_queue, wait_seconds=30)
+            handle = client.get_workflow_handle_for(
+                CheckoutWorkflow.run, checkout_workflow_id(checkout.order_id)
+            )
+            return view, handle
+
+        yield start
+
+
+async def pass_the_payment_window(env) -> None:
+    """Skip the 15 minutes explicitly: after an update-with-start the Java test server does
+    not skip time on its own while we await the result (sdk-java#1903)."""
+    await env.sleep(timedelta(minutes=15, seconds=1))
+
+
+def gateway_event(view: CheckoutView, outcome: PaymentOutcome, n: int = 1) -> PaymentEvent:
+    """What the API signals after verifying the gateway's callback."""
+    return PaymentEvent(
+        "sandbox",
+        f"evt_{view.order_id}_{n}",
+        view.order_id,
+        view.payment.payment_id,
+        outcome,
+        view.amount,
+        view.currency,
+    )
+
+
+async def order_row(sessions, order_id: str) -> Order:
+    async with sessions() as session:
+        return await session.get(Order, order_id)
+
+
+async def entitlements(sessions, order_id: str) -> list[tuple[str, str]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Entitlement.customer_id, Entitlement.sku).where(Entitlement.order_id == order_id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def gateway_payment(sandbox, order_id: str) -> dict | None:
+    payment_id = sandbox.by_order.get(order_id)
+    return sandbox.payments.get(payment_id)
+
+
+async def test_paid_checkout_is_fulfilled(started, sessions, sandbox, storefront):
+    checkout = new_checkout(amount=12345, quantity=2)
+    view, handle = await started(checkout)
+    assert view.status == OrderStatus.AWAITING_PAYMENT
+    assert view.payment.payment_url.startswith("http://127.0.0.1:")
+
+    await buyer_acts(view.payment.payment_url, "succeeded")
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.SUCCEEDED)
+    )
+    result = await handle.result()
+
+    assert result.status == OrderStatus.FULFILLED
+    order = await order_row(sessions, checkout.order_id)
+    assert (order.status, order.amount, order.currency) == ("fulfilled", 24690, "CNY")
+    assert order.paid_at is not None
+    assert await entitlements(sessions, checkout.order_id) == [
+        (checkout.customer_id, "course-python-101")
+    ]
+    assert gateway_payment(sandbox, checkout.order_id)["status"] == "succeeded"
+    assert gateway_payment(sandbox, checkout.order_id)["amount"] == 24690
+    [webhook] = storefront.for_order(checkout.order_id)
+    assert webhook["payload"]["type"] == "order.fulfilled"
+    assert webhook["id"] == f"evt_{checkout.order_id}_fulfilled"
+
+
+async def test_unpaid_checkout_expires_after_its_window(
+    started, time_skipping_env, sessions, sandbox, storefront
+):
+    checkout = new_checkout()
+    before = await time_skipping_env.get_current_time()
+    view, handle = await started(checkout)
+
+    await pass_the_payment_window(time_skipping_env)
+    result = await handle.result()
+
+    assert result.status == OrderStatus.EXPIRED
+    assert await time_skipping_env.get_current_time() - before >= timedelta(minutes=15)
+    assert (await order_row(sessions, checkout.order_id)).status == "expired"
+    assert gateway_payment(sandbox, checkout.order_id)["status"] == "closed"
+    assert await entitlements(sessions, checkout.order_id) == []
+    assert [w["payload"]["type"] for w in storefront.for_order(checkout.order_id)] == [
+        "order.expired"
+    ]
+
+
+async def test_cancel_closes_the_gateway_payment(started, sessions, sandbox):
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+
+    ended = await handle.execute_update(CheckoutWorkflow.cancel, CancelRequest("buyer left"))
+
+    assert ended.status == OrderStatus.CANCELLED
+    assert (await handle.result()).status == OrderStatus.CANCELLED
+    order = await order_row(sessions, checkout.order_id)
+    assert (order.status, order.status_reason) == ("cancelled", "buyer left")
+    assert gateway_payment(sandbox, checkout.order_id)["status"] == "closed"
+
+
+async def test_declined_payment_fails_the_order(started, sessions, sandbox):
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+
+    await buyer_acts(view.payment.payment_url, "declined")
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
+    )
+
+    assert (await handle.result()).status == OrderStatus.FAILED
+    assert (await order_row(sessions, checkout.order_id)).status == "failed"
+    assert await entitlements(sessions, checkout.order_id) == []
+
+
+async def test_order_over_the_amount_limit_is_rejected_before_the_gateway(
+    started, sessions, sandbox, settings
+):
+    checkout = new_checkout(amount=settings.risk_max_order_amount + 1)
+    view, handle = await started(checkout)
+
+    assert view.status == OrderStatus.REJECTED
+    assert view.payment is None
+    assert "over the limit" in view.reason
+    assert (await order_row(sessions, checkout.order_id)).status == "rejected"
+    assert gateway_payment(sandbox, checkout.order_id) is None  # the gateway saw nothing
+
+
+async def test_customer_over_the_velocity_limit_is_rejected(started, settings, sandbox):
+    customer = f"cus_{uuid.uuid4().hex[:8]}"
+    for _ in range(settings.risk_max_orders_per_customer):
+        view, _ = await started(new_checkout(customer_id=customer))
+        assert view.status == OrderStatus.AWAITING_PAYMENT
+
+    one_more = new_checkout(customer_id=customer)
+    view, _ = await started(one_more)
+
+    assert view.status == OrderStatus.REJECTED
+    assert "orders in the last" in view.reason
+    assert gateway_payment(sandbox, one_more.order_id) is None
+
+
+async def test_expiry_finds_the_buyer_paid_at_the_gateway(
+    started, time_skipping_env, sessions, sandbox
+):
+    """The buyer paid but the callback never came: closing at the gateway is refused because
+    the payment succeeded, so the order is paid, never expired (invariant 3)."""
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+    await buyer_acts(view.payment.payment_url, "succeeded")  # and no signal follows
+
+    await pass_the_payment_window(time_skipping_env)
+    result = await handle.result()
+
+    assert result.status == OrderStatus.FULFILLED
+    assert (await order_row(sessions, checkout.order_id)).status == "fulfilled"
+    assert await entitlements(sessions, checkout.order_id) != []
+    assert gateway_payment(sandbox, checkout.order_id)["status"] == "succeeded"
+
+
+async def test_duplicate_and_late_contrary_callbacks_change_nothing(started, sessions):
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+    await buyer_acts(view.payment.payment_url, "succeeded")
+
+    succeeded = gateway_event(view, PaymentOutcome.SUCCEEDED, n=1)
+    await handle.signal(CheckoutWorkflow.payment_event, succeeded)
+    await handle.signal(CheckoutWorkflow.payment_event, succeeded)
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED, 2)
+    )
+
+    assert (await handle.result()).status == OrderStatus.FULFILLED
+    assert (await order_row(sessions, checkout.order_id)).status == "fulfilled"

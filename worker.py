@@ -1,0 +1,77 @@
+"""The worker: registers the checkout workflow and its activities on the task queue. Wiring
+only; engines and clients are built here at start-up, never at import."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+import httpx
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.entitlements import EntitlementActivities
+from activities.notify import NotifyActivities
+from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
+from activities.risk import RiskActivities
+from gateways import build_gateways
+from kassa import temporal
+from kassa.db import make_engine, make_sessionmaker
+from kassa.logs import configure_logging
+from kassa.settings import Settings, get_settings
+from workflows.checkout import CheckoutWorkflow
+
+WORKFLOWS = [CheckoutWorkflow]
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessions: async_sessionmaker,
+    http: httpx.AsyncClient,
+    task_queue: str | None = None,
+) -> Worker:
+    orders = OrderActivities(sessions)
+    risk = RiskActivities(sessions, settings)
+    payments = PaymentActivities(build_gateways(settings, http), sessions, settings)
+    entitlements = EntitlementActivities(sessions)
+    notify = NotifyActivities(http, sessions, settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            orders.create_order,
+            orders.set_status,
+            risk.check_risk,
+            payments.create_payment,
+            payments.close_payment,
+            entitlements.grant_entitlements,
+            notify.notify_storefront,
+        ],
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings, task_queue: str | None = None):
+    """A worker with its own engine and HTTP client, for as long as the block runs."""
+    engine = make_engine(settings.database_url)
+    async with httpx.AsyncClient() as http:
+        worker = build_worker(client, settings, make_sessionmaker(engine), http, task_queue)
+        async with worker:
+            yield worker
+    await engine.dispose()
+
+
+async def main() -> None:
+    settings = get_settings()
+    configure_logging()
+    client = await temporal.connect(settings)
+    async with running_worker(client, settings):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,222 @@
+"""One purchase, start to finish, as one durable workflow (id `checkout-<order_id>`).
+
+The story: create the order, check risk, open the payment at the gateway, wait for the
+buyer's payment (the gateway's callback arrives as a signal) or for the payment window to
+close; on expiry or a cancel request close the gateway payment first, and if the buyer paid
+in the meantime go on as paid; then mark paid, grant the entitlement, mark fulfilled, and
+tell the storefront.
+
+Round trips: the short database steps run as local activities inside the workflow task, so a
+paid checkout costs four workflow tasks (start, payment opened, paid, storefront notified).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.entitlements import EntitlementActivities
+    from activities.notify import NotifyActivities
+    from activities.orders import OrderActivities
+    from activities.payments import PaymentActivities
+    from activities.risk import RiskActivities
+    from kassa.contracts import (
+        SA_PAYMENT_STATUS,
+        CancelRequest,
+        CheckoutInput,
+        CheckoutView,
+        OpenPaymentInput,
+        OrderRef,
+        OrderStatus,
+        PaymentEvent,
+        PaymentOutcome,
+        PaymentSession,
+        StatusChange,
+        StorefrontEvent,
+        checkout_workflow_id,
+    )
+    from kassa.money import format_amount
+
+DB_STEP = timedelta(seconds=10)
+GATEWAY_CALL = timedelta(seconds=30)
+GATEWAY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["GatewayRejected", "UnknownGateway"],
+)
+# Opening the payment must finish while the storefront's request still waits for the URL.
+OPEN_PAYMENT_DEADLINE = timedelta(minutes=2)
+
+
+@workflow.defn
+class CheckoutWorkflow:
+    @workflow.init
+    def __init__(self, checkout: CheckoutInput) -> None:
+        self._checkout = checkout
+        self._status = OrderStatus.CREATED
+        self._reason: str | None = None
+        self._session: PaymentSession | None = None
+        self._outcome: PaymentOutcome | None = None  # the first decisive word from the gateway
+        self._events_seen: set[str] = set()
+        self._cancel: CancelRequest | None = None
+
+    @workflow.run
+    async def run(self, checkout: CheckoutInput) -> CheckoutView:
+        workflow.set_current_details("Creating the order and checking risk")
+        await self._db(OrderActivities.create_order, checkout)
+        risk = await self._db(RiskActivities.check_risk, checkout)
+        if not risk.approved:
+            return await self._finish(OrderStatus.REJECTED, risk.reason)
+
+        expires_at = workflow.now() + timedelta(seconds=checkout.expires_in_seconds)
+        workflow.set_current_details(f"Opening the payment at {checkout.gateway}")
+        try:
+            self._session = await workflow.execute_activity_method(
+                PaymentActivities.create_payment,
+                OpenPaymentInput(checkout, expires_at),
+                start_to_close_timeout=GATEWAY_CALL,
+                schedule_to_close_timeout=OPEN_PAYMENT_DEADLINE,
+                retry_policy=GATEWAY_RETRY,
+                summary="open the payment at the gateway",
+            )
+        except ActivityError as err:
+            return await self._finish(
+                OrderStatus.FAILED, f"could not open the payment: {err.cause}"
+            )
+        self._set_status(OrderStatus.AWAITING_PAYMENT)
+
+        workflow.set_current_details(
+            f"Waiting for the buyer to pay {format_amount(checkout.amount, checkout.currency)} "
+            f"at {checkout.gateway} since {workflow.now():%Y-%m-%d %H:%M:%S} UTC; "
+            f"the payment window closes at {expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._outcome is not None or self._cancel is not None,
+                timeout=max(expires_at - workflow.now(), timedelta(0)),
+                timeout_summary="payment window",
+            )
+        except TimeoutError:
+            pass
+
+        if self._outcome is None:
+            # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
+            ending = OrderStatus.CANCELLED if self._cancel else OrderStatus.EXPIRED
+            workflow.set_current_details(f"Closing the unpaid payment ({ending})")
+            closed = await workflow.execute_activity_method(
+                PaymentActivities.close_payment,
+                OrderRef(checkout.order_id, checkout.gateway),
+                start_to_close_timeout=GATEWAY_CALL,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+                summary="close the payment at the gateway",
+            )
+            if closed.outcome != PaymentOutcome.SUCCEEDED:
+                reason = self._cancel.reason if self._cancel else "payment window closed"
+                return await self._finish(ending, reason)
+            self._outcome = PaymentOutcome.SUCCEEDED  # the buyer paid before the close
+
+        if self._outcome == PaymentOutcome.DECLINED:
+            return await self._finish(OrderStatus.FAILED, "declined by the gateway")
+
+        workflow.set_current_details("Paid; granting access")
+        await self._db(
+            OrderActivities.set_status, StatusChange(checkout.order_id, OrderStatus.PAID)
+        )
+        self._set_status(OrderStatus.PAID)
+        await self._db(EntitlementActivities.grant_entitlements, checkout)
+        return await self._finish(OrderStatus.FULFILLED)
+
+    # ---- messages -----------------------------------------------------------------------------
+
+    @workflow.signal
+    def payment_event(self, event: PaymentEvent) -> None:
+        """A verified gateway callback. Duplicates and anything after the first decisive
+        outcome change nothing."""
+        if event.event_id in self._events_seen:
+            return
+        self._events_seen.add(event.event_id)
+        decisive = event.outcome in (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED)
+        if decisive and self._outcome is None:
+            self._outcome = event.outcome
+
+    @workflow.update
+    async def payment_session(self) -> CheckoutView:
+        """Returns once the payment page exists (or the checkout ended without one)."""
+        await workflow.wait_condition(lambda: self._session is not None or self._status.is_final)
+        return self._view()
+
+    @workflow.update
+    async def cancel(self, request: CancelRequest) -> CheckoutView:
+        """Cancel an unpaid checkout; returns how it ended (paid, if the buyer was faster)."""
+        if self._cancel is None:
+            self._cancel = request
+        await workflow.wait_condition(
+            lambda: self._status.is_final or self._status == OrderStatus.PAID
+        )
+        return self._view()
+
+    @cancel.validator
+    def _only_unpaid(self, request: CancelRequest) -> None:
+        if self._status.is_paid or self._outcome == PaymentOutcome.SUCCEEDED:
+            raise ApplicationError("the order is already paid", type="OrderAlreadyPaid")
+        if self._status.is_final:
+            raise ApplicationError(f"the order is already {self._status}", type="OrderClosed")
+
+    @workflow.query
+    def state(self) -> CheckoutView:
+        return self._view()
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    async def _db(self, method, arg):
+        """A short database step: a local activity, no server round trip of its own."""
+        return await workflow.execute_local_activity_method(
+            method, arg, start_to_close_timeout=DB_STEP
+        )
+
+    async def _finish(self, status: OrderStatus, reason: str | None = None) -> CheckoutView:
+        order_id = self._checkout.order_id
+        await self._db(OrderActivities.set_status, StatusChange(order_id, status, reason))
+        self._reason = reason
+        self._set_status(status)
+        workflow.set_current_details(f"Telling the storefront: order {status}")
+        event = StorefrontEvent(
+            f"evt_{order_id}_{status}", f"order.{status}", self._view(), workflow.now()
+        )
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify_storefront,
+                event,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(days=1),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
+                summary=f"webhook order.{status}",
+            )
+        except ActivityError as err:
+            # The order's state is already right; the outbox row keeps the event redeliverable.
+            workflow.logger.warning("storefront webhook %s abandoned: %s", event.event_id, err)
+        workflow.set_current_details(f"Done: {status}" + (f" ({reason})" if reason else ""))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._view()
+
+    def _set_status(self, status: OrderStatus) -> None:
+        self._status = status
+        workflow.upsert_search_attributes([SA_PAYMENT_STATUS.value_set(str(status))])
+
+    def _view(self) -> CheckoutView:
+        c = self._checkout
+        return CheckoutView(
+            order_id=c.order_id,
+            workflow_id=checkout_workflow_id(c.order_id),
+            status=self._status,
+            amount=c.amount,
+            currency=c.currency,
+            customer_id=c.customer_id,
+            gateway=c.gateway,
+            payment=self._session,
+            reason=self._reason,
+        )
