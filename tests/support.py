@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import socket
 import sys
@@ -97,10 +98,12 @@ async def buyer_acts(payment_url: str, outcome: str = "succeeded") -> httpx.Resp
 
 
 async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
-    """Poll `check` (async, returns a value or None) until it returns something truthy."""
+    """Poll `check` (sync or async) until it returns something truthy; return that."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        value = await check()
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:

@@ -1,0 +1,184 @@
+"""Bad input over real HTTP: each gets a clear 4xx problem naming the field, and nothing is
+written (no order row, no idempotency key, no workflow, nothing at the gateway)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from gateways import sandbox_protocol
+from kassa.models import IdempotencyKey, Order, PaymentEventRecord
+from tests.e2e.test_purchase import checkout_body
+
+
+async def count_rows(sessions) -> tuple[int, int, int]:
+    async with sessions() as session:
+        return tuple(
+            [
+                await session.scalar(select(func.count()).select_from(model))
+                for model in (Order, IdempotencyKey, PaymentEventRecord)
+            ]
+        )
+
+
+@pytest.fixture
+async def unchanged(stack, sessions, sandbox):
+    """Asserts, after the test, that it wrote nothing anywhere."""
+    before = (await count_rows(sessions), len(sandbox.payments))
+    yield
+    assert (await count_rows(sessions), len(sandbox.payments)) == before
+
+
+def item(**overrides) -> dict:
+    return {"sku": "course-1", "title": "Course", "unit_amount": 100, "quantity": 1, **overrides}
+
+
+BAD_BODIES = [
+    ("zero amount", {"items": [item(unit_amount=0)]}, "items[0].unit_amount"),
+    ("negative amount", {"items": [item(unit_amount=-100)]}, "items[0].unit_amount"),
+    ("float amount", {"items": [item(unit_amount=9.99)]}, "items[0].unit_amount"),
+    ("amount as string", {"items": [item(unit_amount="100")]}, "items[0].unit_amount"),
+    ("empty items", {"items": []}, "items"),
+    ("zero quantity", {"items": [item(quantity=0)]}, "items[0].quantity"),
+    ("absurd quantity", {"items": [item(quantity=10**9)]}, "items[0].quantity"),
+    ("too many items", {"items": [item(sku=f"s{n}") for n in range(51)]}, "items"),
+    ("huge unit amount", {"items": [item(unit_amount=10**15)]}, "items[0].unit_amount"),
+    ("unknown currency", {"currency": "XYZ"}, "currency"),
+    ("lower-case currency", {"currency": "cny"}, "currency"),
+    ("not money", {"currency": "XAU"}, "currency"),
+    ("unknown gateway", {"gateway": "paypal"}, "gateway"),
+    ("window too short", {"expires_in_seconds": 5}, "expires_in_seconds"),
+    ("window too long", {"expires_in_seconds": 10**7}, "expires_in_seconds"),
+    ("bad order id", {"order_id": "../etc/passwd"}, "order_id"),
+    ("missing customer", {"customer_id": None}, "customer_id"),
+    ("unknown field", {"coupon": "FREE"}, "coupon"),
+    ("bad return url", {"return_url": "javascript:alert(1)"}, "return_url"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+async def test_invalid_checkout_is_refused_naming_the_field(stack, unchanged, case, change, field):
+    body = {k: v for k, v in {**checkout_body(), **change}.items() if v is not None}
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    assert problem["type"] == "urn:kassa:problem:validation-error"
+    assert problem["field"] == field
+    assert field in [e["field"] for e in problem["errors"]]
+
+
+async def test_missing_api_key_is_401(stack, unchanged):
+    async with stack.http(key="") as api:
+        response = await api.post(
+            "/v1/checkouts", json=checkout_body(), headers={"Idempotency-Key": "k1"}
+        )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["field"] == "Authorization"
+
+
+async def test_wrong_api_key_is_401(stack, unchanged):
+    async with stack.http(key="sk_live_guess") as api:
+        response = await api.get("/v1/orders/anything")
+    assert response.status_code == 401
+
+
+async def test_missing_idempotency_key_is_400(stack, unchanged):
+    async with stack.http() as api:
+        response = await api.post("/v1/checkouts", json=checkout_body())
+    assert response.status_code == 400
+    assert response.json()["field"] == "Idempotency-Key"
+
+
+async def test_malformed_json_is_400(stack, unchanged):
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            content=b'{"customer_id": "c1", "items": [',
+            headers={"Idempotency-Key": "k2", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:kassa:problem:malformed-json"
+    assert response.json()["field"] == "body"
+
+
+async def test_oversize_body_is_413(stack, unchanged):
+    huge = checkout_body(customer_id="c" * (stack.settings.max_body_bytes + 1))
+    async with stack.http() as api:
+        declared = await api.post("/v1/checkouts", json=huge, headers={"Idempotency-Key": "k3"})
+
+        async def chunks():  # no Content-Length: the limit must still hold while streaming
+            data = json.dumps(huge).encode()
+            for start in range(0, len(data), 4096):
+                yield data[start : start + 4096]
+
+        streamed = await api.post(
+            "/v1/checkouts",
+            content=chunks(),
+            headers={"Idempotency-Key": "k4", "Content-Type": "application/json"},
+        )
+    assert declared.status_code == streamed.status_code == 413
+    assert streamed.json()["field"] == "body"
+
+
+async def test_unknown_order_is_404(stack, unchanged):
+    async with stack.http() as api:
+        response = await api.get("/v1/orders/ord_missing")
+        cancel = await api.post("/v1/orders/ord_missing/cancel")
+    assert response.status_code == cancel.status_code == 404
+    assert response.json()["field"] == "order_id"
+
+
+def callback(order_id: str = "ord_x") -> bytes:
+    return json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "type": "payment.succeeded",
+            "data": {
+                "id": "pay_x",
+                "merchant_order_id": order_id,
+                "status": "succeeded",
+                "amount": 1,
+                "currency": "CNY",
+            },
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "t=1,v1=00",
+        "garbage",
+        sandbox_protocol.sign("not-the-secret", callback()),
+    ],
+    ids=["missing", "stale and wrong", "malformed", "wrong secret"],
+)
+async def test_forged_callback_is_401_and_changes_nothing(stack, unchanged, signature):
+    headers = {"Content-Type": "application/json"}
+    if signature:
+        headers[sandbox_protocol.SIGNATURE_HEADER] = signature
+    async with stack.http(key="") as api:
+        response = await api.post("/v1/webhooks/sandbox", content=callback(), headers=headers)
+    assert response.status_code == 401
+    assert response.json()["type"] == "urn:kassa:problem:invalid-signature"
+
+
+async def test_replayed_old_callback_is_401(stack, unchanged):
+    body = callback()
+    old = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body, timestamp=10**9)
+    async with stack.http(key="") as api:
+        response = await api.post(
+            "/v1/webhooks/sandbox", content=body, headers={sandbox_protocol.SIGNATURE_HEADER: old}
+        )
+    assert response.status_code == 401
+    assert "tolerance" in response.json()["detail"]

@@ -1,0 +1,190 @@
+"""A purchase end to end over real HTTP: the storefront starts a checkout through the API,
+the buyer pays on the sandbox gateway's page, the gateway's signed callback reaches the API,
+the workflow on the Temporal dev server fulfils the order, the storefront gets its webhook."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+from sqlalchemy import func, select
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import WorkflowExecutionStatus
+
+from kassa.contracts import SA_AMOUNT_MINOR, SA_ORDER_ID, SA_PAYMENT_STATUS
+from kassa.models import Entitlement, IdempotencyKey, Order
+from tests.support import buyer_acts, eventually
+from workflows.checkout import CheckoutWorkflow
+
+
+def checkout_body(**overrides) -> dict:
+    return {
+        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
+        "items": [
+            {
+                "sku": "course-python-101",
+                "title": "Python 101",
+                "unit_amount": 19900,
+                "quantity": 1,
+            },
+            {"sku": "ebook-sql", "title": "SQL, the e-book", "unit_amount": 4900, "quantity": 2},
+        ],
+        "currency": "CNY",
+        "gateway": "sandbox",
+        **overrides,
+    }
+
+
+async def post_checkout(api: httpx.AsyncClient, body: dict, key: str | None = None):
+    return await api.post(
+        "/v1/checkouts", json=body, headers={"Idempotency-Key": key or uuid.uuid4().hex}
+    )
+
+
+async def wait_for_status(api: httpx.AsyncClient, order_id: str, status: str) -> dict:
+    async def reached():
+        order = (await api.get(f"/v1/orders/{order_id}")).json()
+        return order if order["status"] == status else None
+
+    return await eventually(reached)
+
+
+async def test_purchase_is_paid_on_the_gateway_page_and_fulfilled(
+    stack, sessions, sandbox, storefront
+):
+    async with stack.http() as api:
+        created = await post_checkout(api, checkout_body())
+        assert created.status_code == 201, created.text
+        checkout = created.json()
+        order_id = checkout["order_id"]
+        assert checkout["status"] == "awaiting_payment"
+        assert (checkout["amount"], checkout["currency"]) == (29700, "CNY")
+        assert checkout["workflow_id"] == f"checkout-{order_id}"
+        assert checkout["payment"]["gateway"] == "sandbox"
+
+        # The buyer opens the page, sees the amount, and presses Pay.
+        page = await httpx.AsyncClient().get(checkout["payment"]["payment_url"])
+        assert "297.00 CNY" in page.text
+        paid = await buyer_acts(checkout["payment"]["payment_url"], "succeeded")
+        assert "Payment succeeded" in paid.text
+
+        order = await wait_for_status(api, order_id, "fulfilled")
+
+    assert order["amount"] == 29700 and order["refunded_amount"] == 0
+    async with sessions() as session:
+        granted = await session.scalars(
+            select(Entitlement.sku).where(Entitlement.order_id == order_id)
+        )
+        assert sorted(granted) == ["course-python-101", "ebook-sql"]
+    # What the gateway saw: one payment for this order, paid, and a callback the API took.
+    payments = [p for p in sandbox.payments.values() if p["merchant_order_id"] == order_id]
+    assert [(p["status"], p["amount"]) for p in payments] == [("succeeded", 29700)]
+    accepted = [c for c in sandbox.callbacks if c["order_id"] == order_id]
+    assert accepted[-1]["status_code"] == 200
+    # The storefront's webhook arrived signed (the receiver verified it) with a stable id.
+    webhooks = await eventually(lambda: storefront.for_order(order_id))
+    assert [w["payload"]["type"] for w in webhooks] == ["order.fulfilled"]
+    assert webhooks[0]["id"] == f"evt_{order_id}_fulfilled"
+    # Support finds it in Temporal by its search attributes, with a summary naming the order.
+    handle = stack.temporal.get_workflow_handle(f"checkout-{order_id}")
+    await eventually(lambda: _completed(handle))
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(SA_ORDER_ID) == order_id
+    assert described.typed_search_attributes.get(SA_PAYMENT_STATUS) == "fulfilled"
+    assert described.typed_search_attributes.get(SA_AMOUNT_MINOR) == 29700
+    assert order_id in (await described.static_summary())
+
+
+async def test_the_same_idempotency_key_returns_the_same_checkout(stack, sessions, sandbox):
+    body = checkout_body()
+    key = uuid.uuid4().hex
+    async with stack.http() as api:
+        first = await post_checkout(api, body, key)
+        again = await post_checkout(api, body, key)
+        other_body = await post_checkout(api, {**body, "currency": "USD"}, key)
+
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert other_body.status_code == 422
+    assert other_body.headers["content-type"] == "application/problem+json"
+    assert other_body.json()["field"] == "Idempotency-Key"
+    order_id = first.json()["order_id"]
+    async with sessions() as session:
+        assert (
+            await session.scalar(
+                select(func.count())
+                .select_from(Order)
+                .where(Order.customer_id == body["customer_id"])
+            )
+            == 1
+        )
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.key == key)
+            )
+            == 1
+        )
+    assert sum(p["merchant_order_id"] == order_id for p in sandbox.payments.values()) == 1
+
+
+async def test_a_storefront_order_id_started_twice_is_one_checkout(stack):
+    order_id = f"shop-{uuid.uuid4().hex[:10]}"
+    body = checkout_body(order_id=order_id)
+    async with stack.http() as api:
+        first = await post_checkout(api, body)
+        second = await post_checkout(api, body)  # another key, same order: the same checkout
+        conflicting = await post_checkout(api, {**body, "currency": "USD"})
+
+    assert first.status_code == second.status_code == 201
+    assert second.json()["payment"] == first.json()["payment"]
+    assert conflicting.status_code == 409
+    assert conflicting.json()["field"] == "order_id"
+
+
+async def test_cancel_closes_the_payment_and_refuses_a_paid_order(stack, sandbox):
+    async with stack.http() as api:
+        unpaid = (await post_checkout(api, checkout_body())).json()
+        cancelled = await api.post(
+            f"/v1/orders/{unpaid['order_id']}/cancel", json={"reason": "changed my mind"}
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["reason"] == "changed my mind"
+        payment = sandbox.payments[sandbox.by_order[unpaid["order_id"]]]
+        assert payment["status"] == "closed"
+
+        paid = (await post_checkout(api, checkout_body())).json()
+        await buyer_acts(paid["payment"]["payment_url"], "succeeded")
+        await wait_for_status(api, paid["order_id"], "fulfilled")
+        refused = await api.post(f"/v1/orders/{paid['order_id']}/cancel")
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (await api.get(f"/v1/orders/{paid['order_id']}")).json()["status"] == "fulfilled"
+
+
+async def test_declined_on_the_page_fails_the_order(stack):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body())).json()
+        await buyer_acts(checkout["payment"]["payment_url"], "declined")
+        order = await wait_for_status(api, checkout["order_id"], "failed")
+    assert order["reason"] == "declined by the gateway"
+
+
+async def test_the_workflow_can_be_queried_for_its_state(stack):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body())).json()
+    handle = stack.temporal.get_workflow_handle_for(CheckoutWorkflow.run, checkout["workflow_id"])
+    state = await handle.query(CheckoutWorkflow.state)
+    assert state.status == "awaiting_payment"
+    assert state.payment.payment_url == checkout["payment"]["payment_url"]
+    # What the Temporal UI shows support as the workflow's current details.
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert details.startswith("Waiting for the buyer to pay 297.00 CNY at sandbox since ")
+    assert "the payment window closes at" in details
+    await handle.terminate("test finished")
+
+
+async def _completed(handle) -> bool:
+    return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
