@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
 import socket
 import sys
@@ -109,3 +110,16 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record_history(handle, name: str) -> None:
+    """With KASSA_RECORD_HISTORIES=1, save the workflow's history for the replay tests.
+
+    Record again only for a deliberate, versioned change: the checked-in histories stand for
+    the checkouts already running in production, which every new version must replay."""
+    if os.environ.get("KASSA_RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())

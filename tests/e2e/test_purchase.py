@@ -13,7 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from kassa.contracts import SA_AMOUNT_MINOR, SA_ORDER_ID, SA_PAYMENT_STATUS
 from kassa.models import Entitlement, IdempotencyKey, Order
-from tests.support import buyer_acts, eventually
+from tests.support import buyer_acts, eventually, record_history
 from workflows.checkout import CheckoutWorkflow
 
 
@@ -93,6 +93,7 @@ async def test_purchase_is_paid_on_the_gateway_page_and_fulfilled(
     assert described.typed_search_attributes.get(SA_PAYMENT_STATUS) == "fulfilled"
     assert described.typed_search_attributes.get(SA_AMOUNT_MINOR) == 29700
     assert order_id in (await described.static_summary())
+    await record_history(handle, "checkout-fulfilled")
 
 
 async def test_the_same_idempotency_key_returns_the_same_checkout(stack, sessions, sandbox):

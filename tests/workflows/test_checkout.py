@@ -21,7 +21,7 @@ from kassa.contracts import (
     checkout_workflow_id,
 )
 from kassa.models import Entitlement, Order
-from tests.support import buyer_acts, new_checkout
+from tests.support import buyer_acts, new_checkout, record_history
 from worker import running_worker
 from workflows.checkout import CheckoutWorkflow
 
@@ -124,6 +124,7 @@ async def test_unpaid_checkout_expires_after_its_window(
     assert [w["payload"]["type"] for w in storefront.for_order(checkout.order_id)] == [
         "order.expired"
     ]
+    await record_history(handle, "checkout-expired")
 
 
 async def test_cancel_closes_the_gateway_payment(started, sessions, sandbox):
@@ -137,6 +138,7 @@ async def test_cancel_closes_the_gateway_payment(started, sessions, sandbox):
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.status_reason) == ("cancelled", "buyer left")
     assert gateway_payment(sandbox, checkout.order_id)["status"] == "closed"
+    await record_history(handle, "checkout-cancelled")
 
 
 async def test_declined_payment_fails_the_order(started, sessions, sandbox):
@@ -196,6 +198,7 @@ async def test_expiry_finds_the_buyer_paid_at_the_gateway(
     assert (await order_row(sessions, checkout.order_id)).status == "fulfilled"
     assert await entitlements(sessions, checkout.order_id) != []
     assert gateway_payment(sandbox, checkout.order_id)["status"] == "succeeded"
+    await record_history(handle, "checkout-paid-before-close")
 
 
 async def test_duplicate_and_late_contrary_callbacks_change_nothing(started, sessions):
