@@ -67,8 +67,8 @@ class CheckoutWorkflow:
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
         workflow.set_current_details("Creating the order and checking risk")
-        await self._db(OrderActivities.create_order, checkout)
-        risk = await self._db(RiskActivities.check_risk, checkout)
+        await self._db(OrderActivities.create_order, checkout, "create the order")
+        risk = await self._db(RiskActivities.check_risk, checkout, "risk check")
         if not risk.approved:
             return await self._finish(OrderStatus.REJECTED, risk.reason)
 
@@ -123,11 +123,10 @@ class CheckoutWorkflow:
             return await self._finish(OrderStatus.FAILED, "declined by the gateway")
 
         workflow.set_current_details("Paid; granting access")
-        await self._db(
-            OrderActivities.set_status, StatusChange(checkout.order_id, OrderStatus.PAID)
-        )
+        paid = StatusChange(checkout.order_id, OrderStatus.PAID)
+        await self._db(OrderActivities.set_status, paid, "order paid")
         self._set_status(OrderStatus.PAID)
-        await self._db(EntitlementActivities.grant_entitlements, checkout)
+        await self._db(EntitlementActivities.grant_entitlements, checkout, "grant access")
         return await self._finish(OrderStatus.FULFILLED)
 
     # ---- messages -----------------------------------------------------------------------------
@@ -172,15 +171,17 @@ class CheckoutWorkflow:
 
     # ---- helpers ------------------------------------------------------------------------------
 
-    async def _db(self, method, arg):
+    async def _db(self, method, arg, summary: str):
         """A short database step: a local activity, no server round trip of its own."""
         return await workflow.execute_local_activity_method(
-            method, arg, start_to_close_timeout=DB_STEP
+            method, arg, start_to_close_timeout=DB_STEP, summary=summary
         )
 
     async def _finish(self, status: OrderStatus, reason: str | None = None) -> CheckoutView:
         order_id = self._checkout.order_id
-        await self._db(OrderActivities.set_status, StatusChange(order_id, status, reason))
+        await self._db(
+            OrderActivities.set_status, StatusChange(order_id, status, reason), f"order {status}"
+        )
         self._reason = reason
         self._set_status(status)
         workflow.set_current_details(f"Telling the storefront: order {status}")

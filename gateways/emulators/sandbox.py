@@ -303,12 +303,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def config_from_settings(settings) -> SandboxConfig:
-    return SandboxConfig(
-        public_url=settings.sandbox_url,
-        api_key=settings.sandbox_api_key,
-        webhook_secret=settings.sandbox_webhook_secrets[0],
-        state_file=settings.data_dir / "sandbox.json",
+def app_from_settings() -> FastAPI:
+    """The emulator as the dev stack runs it, configured by Kassa's settings."""
+    from kassa.settings import get_settings
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return create_app(
+        SandboxConfig(
+            public_url=settings.sandbox_url,
+            api_key=settings.sandbox_api_key,
+            webhook_secret=settings.sandbox_webhook_secrets[0],
+            state_file=settings.data_dir / "sandbox.json",
+        )
     )
 
 
@@ -317,11 +324,6 @@ if __name__ == "__main__":
 
     from kassa.settings import get_settings
 
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     uvicorn.run(
-        create_app(config_from_settings(settings)),
-        host="127.0.0.1",
-        port=settings.sandbox_port,
-        log_level="warning",
+        app_from_settings(), host="127.0.0.1", port=get_settings().sandbox_port, log_level="warning"
     )

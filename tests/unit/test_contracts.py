@@ -1,0 +1,36 @@
+import pytest
+from pydantic import ValidationError
+
+from api.problems import field_path
+from kassa.contracts import OrderStatus
+from kassa.settings import Settings
+from tests.support import new_checkout
+
+
+def test_the_amount_is_the_sum_of_the_lines_in_minor_units():
+    assert new_checkout(amount=1999, quantity=3).amount == 5997
+
+
+def test_the_lifecycle_has_no_way_back_from_paid():
+    assert OrderStatus.PAID in OrderStatus.FULFILLED.comes_from
+    assert OrderStatus.PAID not in OrderStatus.EXPIRED.comes_from
+    assert OrderStatus.PAID not in OrderStatus.CANCELLED.comes_from
+    assert all(not s.comes_from & {OrderStatus.FULFILLED, OrderStatus.EXPIRED} for s in OrderStatus)
+
+
+@pytest.mark.parametrize(
+    ("loc", "field"),
+    [
+        (("body", "items", 0, "unit_amount"), "items[0].unit_amount"),
+        (("body", "currency"), "currency"),
+        (("header", "idempotency-key"), "Idempotency-Key"),
+        (("body",), "body"),
+    ],
+)
+def test_validation_errors_name_the_field_as_the_caller_wrote_it(loc, field):
+    assert field_path(loc) == field
+
+
+def test_development_secrets_are_refused_outside_development():
+    with pytest.raises(ValidationError, match="development secrets"):
+        Settings(environment="production")
