@@ -26,3 +26,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .kassa .pytest_cache
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.checkout_round_trips
