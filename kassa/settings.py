@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     max_quantity: int = 100
     max_unit_amount: int = 100_000_000_00  # 100 million major units
     max_body_bytes: int = 64 * 1024
-    # How long POST /v1/checkouts waits for the gateway's payment page before answering 503.
+    # How long POST /v1/checkouts (and cancel) wait for the workflow before answering 503.
     checkout_start_timeout_seconds: float = 20.0
 
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CallerDep, SessionDep, TemporalDep
+from api.deps import CallerDep, SessionDep, SettingsDep, TemporalDep
 from api.problems import Problem
 from api.schemas import CancelIn, OrderOut
 from kassa.contracts import CancelRequest, OrderStatus, checkout_workflow_id
@@ -57,6 +59,7 @@ async def cancel_order(
     caller: CallerDep,
     session: SessionDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
     body: CancelIn | None = None,
 ) -> OrderOut:
     """Cancel an unpaid checkout: the gateway payment is closed first; if the buyer paid in
@@ -65,7 +68,15 @@ async def cancel_order(
     handle = temporal.get_workflow_handle(checkout_workflow_id(order_id))
     request = CancelRequest(reason=(body or CancelIn()).reason, requested_by=str(caller))
     try:
-        view = await handle.execute_update(CheckoutWorkflow.cancel, request, id="cancel")
+        async with asyncio.timeout(settings.checkout_start_timeout_seconds):
+            view = await handle.execute_update(CheckoutWorkflow.cancel, request, id="cancel")
+    except TimeoutError as err:  # no worker picked it up in time; the same call is safe again
+        raise Problem(
+            503,
+            "cancel-pending",
+            "The cancellation is not finished yet; retry",
+            headers={"Retry-After": "2"},
+        ) from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None

@@ -38,9 +38,9 @@ class SandboxConfig:
     api_key: str
     webhook_secret: str
     state_file: Path | None = None
-    callback_max_attempts: int = 12
+    callback_max_attempts: int = 20  # about 15 minutes of retries with the backoff below
     callback_first_backoff: float = 0.2
-    callback_max_backoff: float = 30.0
+    callback_max_backoff: float = 60.0
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""The sandbox gateway over real HTTP, driven through Kassa's adapter: what a real gateway
+does, it does (idempotent creation, queries, close, expiry, refunds, signed callbacks
+retried until the merchant answers 2xx)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import pytest_asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateways.base import GatewayRejected, InvalidSignature, NewPayment
+from gateways.sandbox import SandboxGateway
+from kassa.contracts import PaymentOutcome
+from tests.support import buyer_acts, eventually, free_port, serving
+
+
+class FlakyMerchant:
+    """A callback endpoint that fails its first `failures` deliveries, then accepts."""
+
+    def __init__(self, adapter: SandboxGateway, failures: int) -> None:
+        self.adapter, self.failures = adapter, failures
+        self.attempts = 0
+        self.accepted = []
+        self.app = Starlette(routes=[Route("/callback", self.receive, methods=["POST"])])
+
+    async def receive(self, request: Request) -> JSONResponse:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            return JSONResponse({"error": "try later"}, status_code=503)
+        event = self.adapter.parse_callback(request.headers, await request.body())
+        self.accepted.append(event)
+        return JSONResponse({"ok": True})
+
+
+@pytest_asyncio.fixture
+async def adapter(settings, sandbox):
+    async with httpx.AsyncClient() as http:
+        yield SandboxGateway(
+            http, settings.sandbox_url, settings.sandbox_api_key, settings.sandbox_webhook_secrets
+        )
+
+
+def payment(
+    notify_url: str = "http://127.0.0.1:9/unused",
+    amount: int = 4200,
+    expires_in: timedelta = timedelta(minutes=15),
+    **overrides,
+) -> NewPayment:
+    return NewPayment(
+        merchant_order_id=overrides.pop("merchant_order_id", f"ord_{uuid.uuid4().hex[:10]}"),
+        amount=amount,
+        currency="CNY",
+        description="1 × Course",
+        expires_at=datetime.now(UTC) + expires_in,
+        notify_url=notify_url,
+        **overrides,
+    )
+
+
+async def test_creation_is_idempotent_per_merchant_order_id(adapter, sandbox):
+    request = payment()
+    first = await adapter.create_payment(request)
+    again = await adapter.create_payment(request)
+    assert first == again
+    assert (
+        sum(p["merchant_order_id"] == request.merchant_order_id for p in sandbox.payments.values())
+        == 1
+    )
+    with pytest.raises(GatewayRejected, match="merchant_order_id_reused"):
+        await adapter.create_payment(payment(merchant_order_id=request.merchant_order_id, amount=1))
+
+
+async def test_query_and_close_an_unpaid_payment(adapter):
+    request = payment()
+    await adapter.create_payment(request)
+    assert (await adapter.get_payment(request.merchant_order_id)).outcome == "pending"
+    assert await adapter.close_payment(request.merchant_order_id) == PaymentOutcome.CLOSED
+    assert (await adapter.get_payment(request.merchant_order_id)).outcome == "closed"
+
+
+async def test_a_paid_payment_refuses_to_close_saying_it_is_paid(adapter):
+    request = payment()
+    session = await adapter.create_payment(request)
+    await buyer_acts(session.payment_url, "succeeded")
+    assert await adapter.close_payment(request.merchant_order_id) == PaymentOutcome.SUCCEEDED
+    assert (await adapter.get_payment(request.merchant_order_id)).outcome == "succeeded"
+
+
+async def test_an_unpaid_payment_expires_and_cannot_be_paid(adapter):
+    request = payment(expires_in=timedelta(seconds=-1))
+    session = await adapter.create_payment(request)
+    assert (await adapter.get_payment(request.merchant_order_id)).outcome == "closed"
+    async with httpx.AsyncClient() as http:
+        page = await http.post(session.payment_url, data={"outcome": "succeeded"})
+    assert page.status_code == 409
+    assert "Payment expired" in page.text
+
+
+async def test_refunds_are_idempotent_and_capped(adapter, settings, sandbox):
+    request = payment(amount=1000)
+    session = await adapter.create_payment(request)
+    await buyer_acts(session.payment_url, "succeeded")
+    async with httpx.AsyncClient(
+        base_url=settings.sandbox_url,
+        headers={"Authorization": f"Bearer {settings.sandbox_api_key}"},
+    ) as http:
+        refund = {"payment_id": session.payment_id, "refund_request_no": "r1", "amount": 600}
+        assert (await http.post("/v1/refunds", json=refund)).status_code == 201
+        assert (await http.post("/v1/refunds", json=refund)).status_code == 200  # a retry
+        too_much = {**refund, "refund_request_no": "r2", "amount": 401}
+        assert (await http.post("/v1/refunds", json=too_much)).json()["code"] == (
+            "refund_exceeds_payment"
+        )
+    assert sandbox.payments[session.payment_id]["refunded_amount"] == 600
+
+
+async def test_callbacks_are_signed_and_retried_until_the_merchant_accepts(adapter, sandbox):
+    merchant = FlakyMerchant(adapter, failures=2)
+    port = free_port()
+    async with serving(merchant.app, port):
+        request = payment(notify_url=f"http://127.0.0.1:{port}/callback")
+        session = await adapter.create_payment(request)
+        await buyer_acts(session.payment_url, "succeeded")
+        [event] = await eventually(lambda: merchant.accepted)
+
+    assert merchant.attempts == 3
+    assert (event.order_id, event.outcome, event.amount) == (
+        request.merchant_order_id,
+        PaymentOutcome.SUCCEEDED,
+        4200,
+    )
+    attempts = [c for c in sandbox.callbacks if c["event_id"] == event.event_id]
+    assert [c["status_code"] for c in attempts] == [503, 503, 200]
+
+
+def test_the_adapter_refuses_a_callback_it_cannot_verify(adapter):
+    with pytest.raises(InvalidSignature):
+        adapter.parse_callback({"Sandbox-Signature": "t=1,v1=00"}, b"{}")
