@@ -17,6 +17,7 @@ from activities.entitlements import EntitlementActivities
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.refunds import RefundActivities
 from activities.risk import RiskActivities
 from gateways import build_gateways
 from kassa import temporal
@@ -24,8 +25,9 @@ from kassa.db import make_engine, make_sessionmaker
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
 from workflows.checkout import CheckoutWorkflow
+from workflows.refund import RefundWorkflow
 
-WORKFLOWS = [CheckoutWorkflow]
+WORKFLOWS = [CheckoutWorkflow, RefundWorkflow]
 
 
 def build_worker(
@@ -37,7 +39,9 @@ def build_worker(
 ) -> Worker:
     orders = OrderActivities(sessions)
     risk = RiskActivities(sessions, settings)
-    payments = PaymentActivities(build_gateways(settings, http), sessions, settings)
+    gateways = build_gateways(settings, http)
+    payments = PaymentActivities(gateways, sessions, settings)
+    refunds = RefundActivities(gateways, sessions)
     entitlements = EntitlementActivities(sessions)
     notify = NotifyActivities(http, sessions, settings)
     return Worker(
@@ -52,6 +56,12 @@ def build_worker(
             payments.create_payment,
             payments.close_payment,
             entitlements.grant_entitlements,
+            entitlements.revoke_entitlements,
+            refunds.reserve_refund,
+            refunds.request_refund,
+            refunds.refund_status,
+            refunds.complete_refund,
+            refunds.fail_refund,
             notify.notify_storefront,
         ],
     )

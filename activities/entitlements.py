@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from kassa.contracts import CheckoutInput
+from kassa.contracts import CheckoutInput, OrderRef
 from kassa.models import Entitlement
 
 
@@ -31,4 +32,15 @@ class EntitlementActivities:
                     ]
                 )
                 .on_conflict_do_nothing(index_elements=["order_id", "sku"])
+            )
+
+    @activity.defn
+    async def revoke_entitlements(self, order: OrderRef) -> None:
+        """Undo of grant_entitlements: this order's access ends (another order's stays)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Entitlement)
+                .where(Entitlement.order_id == order.order_id)
+                .where(Entitlement.revoked_at.is_(None))
+                .values(revoked_at=func.now())
             )

@@ -26,7 +26,7 @@ def webhook_payload(event: StorefrontEvent) -> dict:
     return {
         "type": event.type,
         "timestamp": event.occurred_at.isoformat(),
-        "data": json.loads(json.dumps(asdict(event.order), default=str)),
+        "data": json.loads(json.dumps(asdict(event.refund or event.order), default=str)),
     }
 
 

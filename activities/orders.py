@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from kassa import ledger
 from kassa.contracts import CheckoutInput, OrderStatus, StatusChange
 from kassa.models import Order
 
@@ -38,27 +39,31 @@ class OrderActivities:
 
     @activity.defn
     async def set_status(self, change: StatusChange) -> None:
-        """Move the order to `change.status` if the lifecycle allows it; a repeat is a no-op."""
+        """Move the order to `change.status` if the lifecycle allows it; a repeat is a no-op.
+        Moving to paid also posts the capture to the ledger, in the same transaction."""
         values: dict = {"status": change.status, "updated_at": func.now()}
         if change.reason is not None:
             values["status_reason"] = change.reason
         if change.status == OrderStatus.PAID:
-            values["paid_at"] = func.now()
+            values["paid_at"] = func.coalesce(Order.paid_at, func.now())
         async with self._sessions.begin() as session:
-            moved = await session.execute(
+            moved = await session.scalar(
                 update(Order)
                 .where(Order.order_id == change.order_id)
-                .where(Order.status.in_(change.status.comes_from))
+                # The same status again is a no-op move (a retry), which may add the reason.
+                .where(Order.status.in_({*change.status.comes_from, change.status}))
                 .values(**values)
+                .returning(Order)
             )
-            if moved.rowcount == 1:
+            if moved is not None:
+                if change.status == OrderStatus.PAID:  # the capture enters the books with it
+                    await ledger.post_capture(session, moved)
                 return
             current = await session.scalar(
                 select(Order.status).where(Order.order_id == change.order_id)
             )
-        if current != change.status:
-            raise ApplicationError(
-                f"order {change.order_id} cannot move from {current} to {change.status}",
-                type="IllegalStatusTransition",
-                non_retryable=True,
-            )
+        raise ApplicationError(
+            f"order {change.order_id} cannot move from {current} to {change.status}",
+            type="IllegalStatusTransition",
+            non_retryable=True,
+        )

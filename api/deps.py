@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -12,12 +11,8 @@ from temporalio.client import Client
 
 from api.problems import Problem
 from gateways.base import PaymentGateway
+from kassa.contracts import Caller
 from kassa.settings import Settings
-
-
-class Caller(StrEnum):
-    STOREFRONT = "storefront"
-    SUPPORT = "support"
 
 
 def _settings(request: Request) -> Settings:
@@ -69,3 +64,14 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 GatewaysDep = Annotated[dict[str, PaymentGateway], Depends(_gateways)]
 CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+def _support(caller: CallerDep) -> Caller:
+    if caller != Caller.SUPPORT:
+        raise Problem(
+            403, "support-only", "Only the support key may do this", field="Authorization"
+        )
+    return caller
+
+
+SupportDep = Annotated[Caller, Depends(_support)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession
+from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession, RefundEvent, RefundStatus
 
 
 class GatewayError(Exception):
@@ -45,6 +45,23 @@ class GatewayPayment:
     outcome: PaymentOutcome
     amount: int
     currency: str
+    refunded_amount: int = 0
+
+
+@dataclass(frozen=True)
+class NewRefund:
+    refund_no: str  # the gateway's idempotency key for this refund (out_request_no)
+    merchant_order_id: str
+    amount: int
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GatewayRefund:
+    refund_no: str
+    status: RefundStatus
+    amount: int
 
 
 class PaymentGateway(Protocol):
@@ -60,7 +77,16 @@ class PaymentGateway(Protocol):
         """Close an unpaid payment: CLOSED, or SUCCEEDED when the buyer already paid."""
         ...
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent | None:
-        """Verify and decode a callback; None for verified events that are not about a payment
-        outcome. Raises InvalidSignature for anything that does not verify."""
+    async def refund(self, refund: NewRefund) -> GatewayRefund:
+        """Refund part of a captured payment; the same refund_no again returns the same refund.
+        PENDING means the gateway will settle it later (callback, or ask with get_refund)."""
+        ...
+
+    async def get_refund(self, refund_no: str) -> GatewayRefund: ...
+
+    def parse_callback(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> PaymentEvent | RefundEvent | None:
+        """Verify and decode a callback; None for verified events Kassa does not act on.
+        Raises InvalidSignature for anything that does not verify."""
         ...

@@ -12,11 +12,13 @@ from gateways import sandbox_protocol
 from gateways.base import (
     GatewayError,
     GatewayPayment,
+    GatewayRefund,
     GatewayRejected,
     InvalidSignature,
     NewPayment,
+    NewRefund,
 )
-from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession
+from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession, RefundEvent, RefundStatus
 
 _OUTCOMES = {
     "pending": PaymentOutcome.PENDING,
@@ -24,6 +26,11 @@ _OUTCOMES = {
     "declined": PaymentOutcome.DECLINED,
     "closed": PaymentOutcome.CLOSED,
     "expired": PaymentOutcome.CLOSED,
+}
+_REFUND_STATUSES = {
+    "processing": RefundStatus.PENDING,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
 }
 
 
@@ -88,7 +95,27 @@ class SandboxGateway:
             return PaymentOutcome.SUCCEEDED
         return _OUTCOMES[data["status"]]
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent | None:
+    async def refund(self, refund: NewRefund) -> GatewayRefund:
+        payment = await self.get_payment(refund.merchant_order_id)
+        return _refund(
+            await self._call(
+                "POST",
+                "/v1/refunds",
+                {
+                    "payment_id": payment.payment_id,
+                    "refund_request_no": refund.refund_no,
+                    "amount": refund.amount,
+                    "reason": refund.reason,
+                },
+            )
+        )
+
+    async def get_refund(self, refund_no: str) -> GatewayRefund:
+        return _refund(await self._call("GET", f"/v1/refunds/{refund_no}"))
+
+    def parse_callback(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> PaymentEvent | RefundEvent | None:
         try:
             sandbox_protocol.verify(
                 self._secrets,
@@ -97,6 +124,9 @@ class SandboxGateway:
                 self._tolerance,
             )
             event = json.loads(body)
+            if event["type"].startswith("refund."):
+                refund = _refund(event["data"])
+                return RefundEvent(self.name, str(event["id"]), refund.refund_no, refund.status)
             if not event["type"].startswith("payment."):
                 return None
             payment = _payment(event["data"])
@@ -120,4 +150,13 @@ def _payment(data: dict) -> GatewayPayment:
         outcome=_OUTCOMES[data["status"]],
         amount=int(data["amount"]),
         currency=data["currency"],
+        refunded_amount=int(data.get("refunded_amount", 0)),
+    )
+
+
+def _refund(data: dict) -> GatewayRefund:
+    return GatewayRefund(
+        refund_no=data["refund_request_no"],
+        status=_REFUND_STATUSES[data["status"]],
+        amount=int(data["amount"]),
     )

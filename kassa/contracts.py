@@ -25,6 +25,8 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     FAILED = "failed"
     REJECTED = "rejected"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
 
     @property
     def is_final(self) -> bool:
@@ -33,7 +35,8 @@ class OrderStatus(StrEnum):
 
     @property
     def is_paid(self) -> bool:
-        return self in (OrderStatus.PAID, OrderStatus.FULFILLED)
+        """The buyer's money was captured (some of it may have been refunded since)."""
+        return self in _PAID
 
     @property
     def comes_from(self) -> frozenset[OrderStatus]:
@@ -48,8 +51,19 @@ _FINAL = frozenset(
         OrderStatus.CANCELLED,
         OrderStatus.FAILED,
         OrderStatus.REJECTED,
+        OrderStatus.PARTIALLY_REFUNDED,
+        OrderStatus.REFUNDED,
     }
 )
+_PAID = frozenset(
+    {
+        OrderStatus.PAID,
+        OrderStatus.FULFILLED,
+        OrderStatus.PARTIALLY_REFUNDED,
+        OrderStatus.REFUNDED,
+    }
+)
+_REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
 
 
 _PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -61,6 +75,9 @@ _PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT}),
     OrderStatus.CANCELLED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
     OrderStatus.FAILED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
+    # Refunds: by request after fulfilment, or as compensation when a step after payment fails.
+    OrderStatus.PARTIALLY_REFUNDED: _REFUNDABLE,
+    OrderStatus.REFUNDED: _REFUNDABLE,
 }
 
 
@@ -73,6 +90,20 @@ class PaymentOutcome(StrEnum):
     CLOSED = "closed"
 
 
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Caller(StrEnum):
+    """Who asked: the storefront's key, the support key, or Kassa itself (compensation)."""
+
+    STOREFRONT = "storefront"
+    SUPPORT = "support"
+    SYSTEM = "system"
+
+
 # Custom search attributes: support finds checkouts in the Temporal UI by these.
 # `kassa run` and the tests register them on the server.
 SA_ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
@@ -80,11 +111,23 @@ SA_CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 SA_PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 SA_GATEWAY = SearchAttributeKey.for_keyword("Gateway")
 SA_AMOUNT_MINOR = SearchAttributeKey.for_int("AmountMinor")
-SEARCH_ATTRIBUTES = (SA_ORDER_ID, SA_CUSTOMER_ID, SA_PAYMENT_STATUS, SA_GATEWAY, SA_AMOUNT_MINOR)
+SA_REFUND_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
+SEARCH_ATTRIBUTES = (
+    SA_ORDER_ID,
+    SA_CUSTOMER_ID,
+    SA_PAYMENT_STATUS,
+    SA_GATEWAY,
+    SA_AMOUNT_MINOR,
+    SA_REFUND_STATUS,
+)
 
 
 def checkout_workflow_id(order_id: str) -> str:
     return f"checkout-{order_id}"
+
+
+def refund_workflow_id(refund_id: str) -> str:
+    return f"refund-{refund_id}"
 
 
 @dataclass(frozen=True)
@@ -193,5 +236,47 @@ class StorefrontEvent:
 
     event_id: str
     type: str
-    order: CheckoutView
+    order: CheckoutView | None
     occurred_at: datetime
+    refund: RefundView | None = None
+
+
+# ---- refunds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundInput:
+    refund_id: str  # also the gateway's idempotency key for this refund (out_request_no)
+    order_id: str
+    gateway: str
+    amount: int
+    currency: str
+    reason: str
+    requested_by: Caller = Caller.STOREFRONT
+
+
+@dataclass(frozen=True)
+class RefundView:
+    refund_id: str
+    order_id: str
+    status: RefundStatus
+    amount: int
+    currency: str
+    reason: str
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundEvent:
+    """A verified gateway callback about a refund."""
+
+    gateway: str
+    event_id: str
+    refund_id: str
+    status: RefundStatus
+
+
+@dataclass(frozen=True)
+class RefundFailure:
+    refund_id: str
+    reason: str

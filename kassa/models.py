@@ -63,6 +63,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[str] = mapped_column(String(64))
+    refund_id: Mapped[str | None] = mapped_column(String(64))  # set for refund requests
     created_at: Mapped[datetime] = _now_column()
 
 
@@ -105,3 +106,53 @@ class StorefrontWebhook(Base):
     attempts: Mapped[int] = mapped_column(BigInteger, server_default="0")
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now_column()
+
+
+class Refund(Base):
+    """One refund request; its amount is reserved against the capture while pending."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="refunds_amount_positive"),
+        CheckConstraint(
+            "status IN ('pending', 'succeeded', 'failed')", name="refunds_status_known"
+        ),
+    )
+
+    refund_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerTransaction(Base):
+    """One money movement (资金流水). Append-only; its entries sum to zero per currency,
+    which the database enforces when the transaction commits."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)  # a retried post is a no-op
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+
+
+class LedgerEntry(Base):
+    """A signed amount on one account: debits positive, credits negative."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (CheckConstraint("amount <> 0", name="ledger_entries_amount_nonzero"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))

@@ -18,14 +18,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.refund import RefundWorkflow
+from workflows.saga import Saga
+from workflows.steps import GATEWAY_CALL, GATEWAY_RETRY, db_step, notify_storefront
+
 with workflow.unsafe.imports_passed_through():
     from activities.entitlements import EntitlementActivities
-    from activities.notify import NotifyActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from activities.risk import RiskActivities
     from kassa.contracts import (
         SA_PAYMENT_STATUS,
+        Caller,
         CancelRequest,
         CheckoutInput,
         CheckoutView,
@@ -35,19 +39,15 @@ with workflow.unsafe.imports_passed_through():
         PaymentEvent,
         PaymentOutcome,
         PaymentSession,
+        RefundInput,
+        RefundStatus,
         StatusChange,
         StorefrontEvent,
         checkout_workflow_id,
+        refund_workflow_id,
     )
     from kassa.money import format_amount
 
-DB_STEP = timedelta(seconds=10)
-GATEWAY_CALL = timedelta(seconds=30)
-GATEWAY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["GatewayRejected", "UnknownGateway"],
-)
 # Opening the payment must finish while the storefront's request still waits for the URL.
 OPEN_PAYMENT_DEADLINE = timedelta(minutes=2)
 
@@ -67,8 +67,8 @@ class CheckoutWorkflow:
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
         workflow.set_current_details("Creating the order and checking risk")
-        await self._db(OrderActivities.create_order, checkout, "create the order")
-        risk = await self._db(RiskActivities.check_risk, checkout, "risk check")
+        await db_step(OrderActivities.create_order, checkout, "create the order")
+        risk = await db_step(RiskActivities.check_risk, checkout, "risk check")
         if not risk.approved:
             return await self._finish(OrderStatus.REJECTED, risk.reason)
 
@@ -124,9 +124,28 @@ class CheckoutWorkflow:
 
         workflow.set_current_details("Paid; granting access")
         paid = StatusChange(checkout.order_id, OrderStatus.PAID)
-        await self._db(OrderActivities.set_status, paid, "order paid")
+        await db_step(OrderActivities.set_status, paid, "order paid")
         self._set_status(OrderStatus.PAID)
-        await self._db(EntitlementActivities.grant_entitlements, checkout, "grant access")
+
+        # Steps after payment: each registers its undo right before it runs. If one fails for
+        # good, what was done is undone in reverse and the buyer gets the money back.
+        saga = Saga()
+        saga.add("refund the payment", self._refund_in_full)
+        order = OrderRef(checkout.order_id, checkout.gateway)
+        try:
+            saga.add(
+                "revoke access",
+                lambda _: db_step(
+                    EntitlementActivities.revoke_entitlements, order, "revoke access"
+                ),
+            )
+            await db_step(EntitlementActivities.grant_entitlements, checkout, "grant access")
+        except ActivityError as err:
+            reason = f"fulfilment failed: {err.cause}"
+            undone = await saga.compensate(reason)
+            return await self._finish(
+                OrderStatus.REFUNDED, f"{reason}; compensated: {', '.join(undone)}"
+            )
         return await self._finish(OrderStatus.FULFILLED)
 
     # ---- messages -----------------------------------------------------------------------------
@@ -171,38 +190,46 @@ class CheckoutWorkflow:
 
     # ---- helpers ------------------------------------------------------------------------------
 
-    async def _db(self, method, arg, summary: str):
-        """A short database step: a local activity, no server round trip of its own."""
-        return await workflow.execute_local_activity_method(
-            method, arg, start_to_close_timeout=DB_STEP, summary=summary
-        )
-
     async def _finish(self, status: OrderStatus, reason: str | None = None) -> CheckoutView:
         order_id = self._checkout.order_id
-        await self._db(
+        await db_step(
             OrderActivities.set_status, StatusChange(order_id, status, reason), f"order {status}"
         )
         self._reason = reason
         self._set_status(status)
         workflow.set_current_details(f"Telling the storefront: order {status}")
-        event = StorefrontEvent(
-            f"evt_{order_id}_{status}", f"order.{status}", self._view(), workflow.now()
-        )
-        try:
-            await workflow.execute_activity_method(
-                NotifyActivities.notify_storefront,
-                event,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(days=1),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
-                summary=f"webhook order.{status}",
+        await notify_storefront(
+            StorefrontEvent(
+                f"evt_{order_id}_{status}", f"order.{status}", self._view(), workflow.now()
             )
-        except ActivityError as err:
-            # The order's state is already right; the outbox row keeps the event redeliverable.
-            workflow.logger.warning("storefront webhook %s abandoned: %s", event.event_id, err)
+        )
         workflow.set_current_details(f"Done: {status}" + (f" ({reason})" if reason else ""))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
+
+    async def _refund_in_full(self, reason: str) -> None:
+        """Compensation: give the buyer everything back, through the refund workflow."""
+        c = self._checkout
+        refund = RefundInput(
+            f"rf_{c.order_id}_compensation",
+            c.order_id,
+            c.gateway,
+            c.amount,
+            c.currency,
+            reason,
+            Caller.SYSTEM,
+        )
+        result = await workflow.execute_child_workflow(
+            RefundWorkflow.run, refund, id=refund_workflow_id(refund.refund_id)
+        )
+        if result.status != RefundStatus.SUCCEEDED:
+            # The buyer paid and got nothing: fail loudly so support sees it at once.
+            raise ApplicationError(
+                f"compensating refund failed ({result.failure_reason}); order {c.order_id} "
+                "is paid but not fulfilled",
+                type="CompensationFailed",
+                non_retryable=True,
+            )
 
     def _set_status(self, status: OrderStatus) -> None:
         self._status = status

@@ -44,6 +44,14 @@ class SandboxConfig:
 
 
 @dataclass
+class SandboxBehaviour:
+    """Knobs for tests and demos (PUT /_emulator/behaviour)."""
+
+    refunds_settle: Literal["instant", "later"] = "instant"  # later: POST .../settle
+    fail_next_refund_calls: int = 0  # answer 500, with no effect
+
+
+@dataclass
 class SandboxState:
     """Everything the gateway knows; tests read it to see what the gateway saw."""
 
@@ -51,6 +59,7 @@ class SandboxState:
     by_order: dict[str, str] = field(default_factory=dict)
     refunds: dict[str, dict] = field(default_factory=dict)
     callbacks: list[dict] = field(default_factory=list)  # one row per delivery attempt
+    behaviour: SandboxBehaviour = field(default_factory=SandboxBehaviour)
 
     def save(self, path: Path | None) -> None:
         if path is None:
@@ -84,6 +93,15 @@ class RefundIn(BaseModel):
     refund_request_no: str = Field(min_length=1, max_length=64)
     amount: int = Field(gt=0)
     reason: str = ""
+
+
+class SettleIn(BaseModel):
+    outcome: Literal["succeeded", "failed"]
+
+
+class BehaviourIn(BaseModel):
+    refunds_settle: Literal["instant", "later"] = "instant"
+    fail_next_refund_calls: int = Field(0, ge=0)
 
 
 _PAGE = jinja2.Environment(autoescape=True).from_string(
@@ -237,6 +255,9 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
     @app.post("/v1/refunds", status_code=201, dependencies=[Depends(authorized)])
     async def create_refund(body: RefundIn):
+        if state.behaviour.fail_next_refund_calls > 0:
+            state.behaviour.fail_next_refund_calls -= 1
+            return error(500, "internal_error")
         if body.refund_request_no in state.refunds:
             refund = state.refunds[body.refund_request_no]
             if (refund["payment_id"], refund["amount"]) != (body.payment_id, body.amount):
@@ -247,21 +268,43 @@ def create_app(config: SandboxConfig) -> FastAPI:
             return error(409, "payment_not_paid", status=payment["status"])
         if payment["refunded_amount"] + body.amount > payment["amount"]:
             return error(409, "refund_exceeds_payment")
-        payment["refunded_amount"] += body.amount
+        payment["refunded_amount"] += body.amount  # processing refunds count against the cap
         refund = {
             **body.model_dump(),
-            "status": "succeeded",
+            "status": "processing",
             "currency": payment["currency"],
+            "merchant_order_id": payment["merchant_order_id"],
             "created_at": _now().isoformat(),
         }
         state.refunds[body.refund_request_no] = refund
+        if state.behaviour.refunds_settle == "instant":
+            settle(refund, "succeeded")
         state.save(config.state_file)
-        emit(
-            "refund.succeeded",
-            {**refund, "merchant_order_id": payment["merchant_order_id"]},
-            payment["notify_url"],
-        )
         return refund
+
+    def settle(refund: dict, outcome: str) -> None:
+        refund["status"] = outcome
+        payment = state.payments[refund["payment_id"]]
+        if outcome == "failed":
+            payment["refunded_amount"] -= refund["amount"]
+        state.save(config.state_file)
+        emit(f"refund.{outcome}", refund, payment["notify_url"])
+
+    @app.post("/_emulator/refunds/{refund_request_no}/settle")
+    async def settle_refund(refund_request_no: str, body: SettleIn):
+        """The gateway finishes a refund it had accepted for processing."""
+        refund = state.refunds.get(refund_request_no)
+        if refund is None:
+            raise HTTPException(404, detail={"code": "refund_not_found"})
+        if refund["status"] != "processing":
+            return error(409, "refund_already_settled", status=refund["status"])
+        settle(refund, body.outcome)
+        return refund
+
+    @app.put("/_emulator/behaviour")
+    async def set_behaviour(body: BehaviourIn):
+        state.behaviour = SandboxBehaviour(**body.model_dump())
+        return body
 
     @app.get("/v1/refunds/{refund_request_no}", dependencies=[Depends(authorized)])
     async def get_refund(refund_request_no: str):

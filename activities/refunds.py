@@ -1,0 +1,132 @@
+"""Refunds: reserve within the cap, ask the gateway (idempotent by refund id), and on success
+record it everywhere at once: refund row, order amounts and status, ledger, entitlements."""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from gateways.base import GatewayRejected, NewRefund, PaymentGateway
+from kassa import ledger, refunds
+from kassa.contracts import (
+    OrderStatus,
+    RefundFailure,
+    RefundInput,
+    RefundStatus,
+    RefundView,
+)
+from kassa.models import Entitlement, Order, Refund
+
+
+def refund_view(refund: Refund) -> RefundView:
+    return RefundView(
+        refund.refund_id,
+        refund.order_id,
+        RefundStatus(refund.status),
+        refund.amount,
+        refund.currency,
+        refund.reason,
+        refund.failure_reason,
+    )
+
+
+class RefundActivities:
+    def __init__(self, gateways: dict[str, PaymentGateway], sessions: async_sessionmaker) -> None:
+        self._gateways = gateways
+        self._sessions = sessions
+
+    @activity.defn
+    async def reserve_refund(self, request: RefundInput) -> RefundView:
+        """A no-op for refunds the API reserved already; compensation reserves here."""
+        async with self._sessions.begin() as session:
+            try:
+                refund = await refunds.reserve(
+                    session,
+                    refund_id=request.refund_id,
+                    order_id=request.order_id,
+                    amount=request.amount,
+                    reason=request.reason,
+                    requested_by=request.requested_by,
+                )
+            except refunds.RefundRefused as err:
+                raise ApplicationError(
+                    err.message, type="RefundRefused", non_retryable=True
+                ) from err
+            return refund_view(refund)
+
+    @activity.defn
+    async def request_refund(self, request: RefundInput) -> RefundStatus:
+        """Ask the gateway to refund; retried with the same refund id, never a second refund."""
+        gateway = self._gateways[request.gateway]
+        try:
+            refund = await gateway.refund(
+                NewRefund(
+                    request.refund_id,
+                    request.order_id,
+                    request.amount,
+                    request.currency,
+                    request.reason,
+                )
+            )
+        except GatewayRejected as err:
+            raise ApplicationError(str(err), type="GatewayRejected", non_retryable=True) from err
+        return refund.status
+
+    @activity.defn
+    async def refund_status(self, request: RefundInput) -> RefundStatus:
+        return (await self._gateways[request.gateway].get_refund(request.refund_id)).status
+
+    @activity.defn
+    async def complete_refund(self, request: RefundInput) -> None:
+        async with self._sessions.begin() as session:
+            refund = await session.scalar(
+                update(Refund)
+                .where(Refund.refund_id == request.refund_id)
+                .where(Refund.status == RefundStatus.PENDING)
+                .values(
+                    status=RefundStatus.SUCCEEDED, completed_at=func.now(), updated_at=func.now()
+                )
+                .returning(Refund)
+            )
+            if refund is None:
+                return  # completed before: this is a retry
+            order = await session.scalar(
+                update(Order)
+                .where(Order.order_id == refund.order_id)
+                .values(
+                    refunded_amount=Order.refunded_amount + refund.amount,
+                    status=case(
+                        (
+                            Order.refunded_amount + refund.amount >= Order.amount,
+                            OrderStatus.REFUNDED,
+                        ),
+                        else_=OrderStatus.PARTIALLY_REFUNDED,
+                    ),
+                    updated_at=func.now(),
+                )
+                .returning(Order)
+            )
+            if order.status == OrderStatus.REFUNDED:
+                # Access is counted per order: another purchase of the same SKU keeps it.
+                await session.execute(
+                    update(Entitlement)
+                    .where(Entitlement.order_id == order.order_id)
+                    .where(Entitlement.revoked_at.is_(None))
+                    .values(revoked_at=func.now())
+                )
+            await ledger.post_refund(session, order, refund)
+
+    @activity.defn
+    async def fail_refund(self, failure: RefundFailure) -> None:
+        """Release the reservation; the order keeps its money and its status."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Refund)
+                .where(Refund.refund_id == failure.refund_id)
+                .where(Refund.status == RefundStatus.PENDING)
+                .values(
+                    status=RefundStatus.FAILED, failure_reason=failure.reason, updated_at=func.now()
+                )
+            )

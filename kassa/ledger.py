@@ -1,0 +1,133 @@
+"""The double-entry ledger (资金流水): every money movement is one transaction whose entries
+sum to zero per currency. Debits are positive, credits negative.
+
+Accounts:
+  gateway:<name>  money the gateway holds for us (asset; its balance is what we can refund)
+  revenue         what buyers paid for orders (credit balance)
+  refunds         what went back to buyers (contra-revenue, debit balance)
+
+The database enforces balance and append-only (migration 0002); `post` makes a retried
+activity a no-op through the transaction's unique key.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateways.base import PaymentGateway
+from kassa.contracts import PaymentOutcome
+from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund
+
+REVENUE = "revenue"
+REFUNDS = "refunds"
+
+
+def gateway_account(gateway: str) -> str:
+    return f"gateway:{gateway}"
+
+
+async def post(
+    session: AsyncSession,
+    key: str,
+    order_id: str,
+    kind: str,
+    currency: str,
+    entries: dict[str, int],
+) -> bool:
+    """Post one transaction inside the caller's database transaction; False if `key` was
+    posted before (nothing is written then)."""
+    txn_id = await session.scalar(
+        insert(LedgerTransaction)
+        .values(key=key, order_id=order_id, kind=kind)
+        .on_conflict_do_nothing(index_elements=[LedgerTransaction.key])
+        .returning(LedgerTransaction.id)
+    )
+    if txn_id is None:
+        return False
+    await session.execute(
+        insert(LedgerEntry),
+        [
+            {"transaction_id": txn_id, "account": account, "amount": amount, "currency": currency}
+            for account, amount in entries.items()
+        ],
+    )
+    return True
+
+
+async def post_capture(session: AsyncSession, order: Order) -> bool:
+    return await post(
+        session,
+        f"capture:{order.order_id}",
+        order.order_id,
+        "capture",
+        order.currency,
+        {gateway_account(order.gateway): order.amount, REVENUE: -order.amount},
+    )
+
+
+async def post_refund(session: AsyncSession, order: Order, refund: Refund) -> bool:
+    return await post(
+        session,
+        f"refund:{refund.refund_id}",
+        order.order_id,
+        "refund",
+        refund.currency,
+        {REFUNDS: refund.amount, gateway_account(order.gateway): -refund.amount},
+    )
+
+
+async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway]) -> list[str]:
+    """Every violation of the ledger's invariants; an empty list means the books are right."""
+    problems: list[str] = []
+    async with sessions() as session:
+        unbalanced = await session.execute(
+            select(LedgerEntry.transaction_id, LedgerEntry.currency, func.sum(LedgerEntry.amount))
+            .group_by(LedgerEntry.transaction_id, LedgerEntry.currency)
+            .having(func.sum(LedgerEntry.amount) != 0)
+        )
+        problems += [f"transaction {t} does not balance in {c}: {s}" for t, c, s in unbalanced]
+
+        # Per order: what the ledger says the gateway holds, and what was refunded.
+        gateway_side = LedgerEntry.account.like("gateway:%")
+        held = func.coalesce(func.sum(LedgerEntry.amount).filter(gateway_side), 0)
+        refunded = func.coalesce(
+            func.sum(LedgerEntry.amount).filter(LedgerEntry.account == REFUNDS), 0
+        )
+        captured = func.coalesce(
+            func.sum(LedgerEntry.amount).filter(LedgerTransaction.kind == "capture", gateway_side),
+            0,
+        )
+        rows = await session.execute(
+            select(Order, held, refunded, captured)
+            .outerjoin(LedgerTransaction, LedgerTransaction.order_id == Order.order_id)
+            .outerjoin(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(Order.gateway_payment_id.is_not(None))
+            .group_by(Order.order_id)
+        )
+        for order, held_amount, refunded_amount, captured_amount in rows:
+            if refunded_amount > captured_amount:
+                problems.append(
+                    f"order {order.order_id}: refunded {refunded_amount} is more "
+                    f"than captured {captured_amount}"
+                )
+            if refunded_amount != order.refunded_amount:
+                problems.append(
+                    f"order {order.order_id}: ledger refunds {refunded_amount}, "
+                    f"order row says {order.refunded_amount}"
+                )
+            gateway = gateways.get(order.gateway)
+            if gateway is None:
+                problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
+                continue
+            payment = await gateway.get_payment(order.order_id)
+            at_gateway = (
+                payment.amount if payment.outcome == PaymentOutcome.SUCCEEDED else 0
+            ) - payment.refunded_amount
+            if held_amount != at_gateway:
+                problems.append(
+                    f"order {order.order_id}: ledger says the gateway holds "
+                    f"{held_amount}, the gateway says {at_gateway}"
+                )
+    return problems

@@ -1,0 +1,95 @@
+"""Reserving a refund against what was captured: the one place the refund cap is decided.
+
+Cap = captured − (succeeded + pending refunds). The order row is locked (SELECT … FOR
+UPDATE) while the cap is computed and the refund row inserted, so two racing requests are
+serialized and cannot overshoot.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kassa.contracts import Caller, OrderStatus, RefundStatus
+from kassa.models import Order, Refund
+
+_REFUNDABLE = {
+    Caller.STOREFRONT: {OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED},
+    Caller.SUPPORT: {OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED},
+    # Compensation refunds a paid order whose fulfilment failed.
+    Caller.SYSTEM: {OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED},
+}
+
+
+class RefundRefused(Exception):
+    """A refund request that must not go ahead; carries the HTTP status the API answers."""
+
+    def __init__(self, status: int, slug: str, message: str, field: str) -> None:
+        super().__init__(message)
+        self.status, self.slug, self.message, self.field = status, slug, message, field
+
+
+async def reserve(
+    session: AsyncSession,
+    *,
+    refund_id: str,
+    order_id: str,
+    amount: int | None,
+    reason: str,
+    requested_by: Caller,
+    window: timedelta | None = None,
+) -> Refund:
+    """Insert a pending refund within the cap, in the caller's transaction. `amount` None
+    means everything not yet refunded; `window` limits how long after payment it may come.
+    A refund id seen before returns that refund unchanged."""
+    order = await session.scalar(select(Order).where(Order.order_id == order_id).with_for_update())
+    if order is None:
+        raise RefundRefused(404, "order-not-found", f"No order {order_id}", "order_id")
+    existing = await session.get(Refund, refund_id)
+    if existing is not None:
+        return existing
+    if order.status not in _REFUNDABLE[requested_by]:
+        raise RefundRefused(
+            409,
+            "order-not-refundable",
+            f"The order is {order.status}; only paid orders can be refunded",
+            "order_id",
+        )
+    if window is not None and order.paid_at + window < datetime.now(UTC):
+        raise RefundRefused(
+            403,
+            "refund-window-closed",
+            f"Refunds are accepted for {window.days} days after payment; support can refund later",
+            "order_id",
+        )
+    reserved = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.order_id == order_id,
+            Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED]),
+        )
+    )
+    remaining = order.amount - reserved
+    if remaining <= 0:
+        raise RefundRefused(409, "nothing-to-refund", "The order is refunded in full", "order_id")
+    amount = remaining if amount is None else amount
+    if amount > remaining:
+        raise RefundRefused(
+            422,
+            "refund-exceeds-remaining",
+            f"At most {remaining} can still be refunded",
+            "amount",
+        )
+    refund = Refund(
+        refund_id=refund_id,
+        order_id=order_id,
+        amount=amount,
+        currency=order.currency,
+        status=RefundStatus.PENDING,
+        reason=reason,
+        requested_by=requested_by,
+    )
+    session.add(refund)
+    await session.flush()
+    return refund
