@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.limits import BodySizeLimit
-from api.routers import checkouts, orders, webhooks
+from api.routers import checkouts, orders, refunds, webhooks
 from gateways import build_gateways
 from kassa import temporal
 from kassa.db import make_engine, make_sessionmaker
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     problems.install(app)
     app.include_router(checkouts.router)
     app.include_router(orders.router)
+    app.include_router(refunds.router)
     app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"], operation_id="health")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from kassa.contracts import CheckoutInput, CheckoutView, LineItem, OrderStatus
+from kassa.contracts import CheckoutInput, CheckoutView, LineItem, OrderStatus, RefundStatus
 from kassa.money import currency_exponent
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -98,8 +98,44 @@ class OrderOut(BaseModel):
     payment_url: str | None
     expires_at: datetime | None
     refunded_amount: int
+    refunds: list[RefundOut] = []
     created_at: datetime
     updated_at: datetime
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt | None = Field(
+        None, gt=0, description="Minor units; default: everything not yet refunded."
+    )
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = "requested by the storefront"
+
+
+class RefundOut(BaseModel):
+    refund_id: str
+    order_id: str
+    status: RefundStatus
+    amount: int
+    currency: str
+    reason: str
+    failure_reason: str | None
+    requested_by: str
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class LedgerEntryOut(BaseModel):
+    account: str
+    amount: int = Field(description="Debit positive, credit negative; minor units.")
+    currency: str
+
+
+class LedgerTransactionOut(BaseModel):
+    key: str
+    kind: str
+    created_at: datetime
+    entries: list[LedgerEntryOut]
 
 
 class CancelIn(BaseModel):

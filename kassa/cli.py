@@ -1,11 +1,32 @@
-"""The `kassa` command."""
+"""The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa ledger check`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
-from kassa.settings import get_settings
+from kassa.settings import Settings, get_settings
+
+
+async def ledger_check(settings: Settings) -> int:
+    """Print every violation of the ledger's invariants; exit status 1 if there is any."""
+    import httpx
+
+    from gateways import build_gateways
+    from kassa import ledger
+    from kassa.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with httpx.AsyncClient() as http:
+            problems = await ledger.check(make_sessionmaker(engine), build_gateways(settings, http))
+    finally:
+        await engine.dispose()
+    for problem in problems:
+        print(f"VIOLATION {problem}")
+    print(f"ledger check: {len(problems)} violation(s)")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the embedded stack in the foreground (make run)")
     commands.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    ledger_parser = commands.add_parser("ledger", help="the double-entry ledger")
+    ledger_parser.add_argument(
+        "action", choices=["check"], help="verify every invariant against the gateways"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "run":
@@ -20,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(settings)
     if not settings.database_url:
-        parser.error("migrate needs DATABASE_URL")
+        parser.error(f"{args.command} needs DATABASE_URL (kassa run prints it)")
+    if args.command == "ledger":
+        return asyncio.run(ledger_check(settings))
     from kassa.db import migrate
 
     migrate(settings.database_url)

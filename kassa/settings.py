@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # How long POST /v1/checkouts (and cancel) wait for the workflow before answering 503.
     checkout_start_timeout_seconds: float = 20.0
 
+    # Storefront refunds are accepted this long after payment; support may refund any time.
+    refund_window_days: int = 7
+
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
     risk_max_order_amount: int = 50_000_00
     risk_max_orders_per_customer: int = 10

@@ -108,6 +108,16 @@ async def create_checkout(
     return CheckoutOut.of(view)
 
 
+def require_idempotency_key(key: str | None) -> None:
+    if not key or len(key) > 255:
+        raise Problem(
+            400,
+            "idempotency-key-required",
+            "An Idempotency-Key header of 1 to 255 characters is required",
+            field="Idempotency-Key",
+        )
+
+
 def _check_bounds(body: CheckoutIn, settings: Settings, gateways: dict) -> int:
     """The limits that come from settings; returns the payment window in seconds."""
     errors = []

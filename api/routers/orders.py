@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
+from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CallerDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import CallerDep, SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.problems import Problem
-from api.schemas import CancelIn, OrderOut
+from api.routers.refunds import refund_out
+from api.schemas import CancelIn, LedgerEntryOut, LedgerTransactionOut, OrderOut
 from kassa.contracts import CancelRequest, OrderStatus, checkout_workflow_id
-from kassa.models import Order
+from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund
 from workflows.checkout import CheckoutWorkflow
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -26,7 +28,7 @@ async def _order(session, order_id: str) -> Order:
     return order
 
 
-def _out(order: Order) -> OrderOut:
+def _out(order: Order, refunds: list[Refund] = ()) -> OrderOut:
     return OrderOut(
         order_id=order.order_id,
         status=OrderStatus(order.status),
@@ -38,6 +40,7 @@ def _out(order: Order) -> OrderOut:
         payment_url=order.payment_url,
         expires_at=order.expires_at,
         refunded_amount=order.refunded_amount,
+        refunds=[refund_out(r) for r in refunds],
         created_at=order.created_at,
         updated_at=order.updated_at,
     )
@@ -45,7 +48,39 @@ def _out(order: Order) -> OrderOut:
 
 @router.get("/{order_id}", response_model=OrderOut, operation_id="get_order")
 async def get_order(order_id: str, caller: CallerDep, session: SessionDep) -> OrderOut:
-    return _out(await _order(session, order_id))
+    order = await _order(session, order_id)
+    refunds = await session.scalars(
+        select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at)
+    )
+    return _out(order, list(refunds))
+
+
+@router.get(
+    "/{order_id}/ledger",
+    response_model=list[LedgerTransactionOut],
+    operation_id="get_order_ledger",
+)
+async def get_order_ledger(
+    order_id: str, caller: SupportDep, session: SessionDep
+) -> list[LedgerTransactionOut]:
+    """Every ledger transaction of the order, oldest first (support key only)."""
+    await _order(session, order_id)
+    rows = await session.execute(
+        select(LedgerTransaction, LedgerEntry)
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.order_id == order_id)
+        .order_by(LedgerTransaction.id, LedgerEntry.id)
+    )
+    transactions: dict[int, LedgerTransactionOut] = {}
+    for txn, entry in rows.tuples():
+        out = transactions.setdefault(
+            txn.id,
+            LedgerTransactionOut(key=txn.key, kind=txn.kind, created_at=txn.created_at, entries=[]),
+        )
+        out.entries.append(
+            LedgerEntryOut(account=entry.account, amount=entry.amount, currency=entry.currency)
+        )
+    return list(transactions.values())
 
 
 @router.post(

@@ -19,9 +19,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import GatewaysDep, SessionsDep, TemporalDep
 from api.problems import Problem
 from gateways.base import InvalidSignature
-from kassa.contracts import checkout_workflow_id
+from kassa.contracts import RefundEvent, checkout_workflow_id, refund_workflow_id
 from kassa.models import PaymentEventRecord
 from workflows.checkout import CheckoutWorkflow
+from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = structlog.get_logger("webhooks")
@@ -52,6 +53,11 @@ async def receive_callback(
         ) from err
     if event is None:
         return {"received": True}
+    if isinstance(event, RefundEvent):
+        await _signal(
+            temporal, refund_workflow_id(event.refund_id), RefundWorkflow.refund_event, event
+        )
+        return {"received": True}
 
     async with sessions.begin() as session:
         await session.execute(
@@ -65,15 +71,19 @@ async def receive_callback(
             )
             .on_conflict_do_nothing()
         )
-    handle = temporal.get_workflow_handle(checkout_workflow_id(event.order_id))
+    await _signal(
+        temporal, checkout_workflow_id(event.order_id), CheckoutWorkflow.payment_event, event
+    )
+    return {"received": True}
+
+
+async def _signal(temporal, workflow_id: str, signal, event) -> None:
     try:
-        await handle.signal(CheckoutWorkflow.payment_event, event)
+        await temporal.get_workflow_handle(workflow_id).signal(signal, event)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise Problem(503, "temporal-unavailable", "Try again later") from err
+        # Nothing running to act on it (late payments are the hard-cases issue's business).
         log.warning(
-            "callback for an order with no running checkout",
-            order_id=event.order_id,
-            event_id=event.event_id,
+            "callback for no running workflow", workflow_id=workflow_id, event_id=event.event_id
         )
-    return {"received": True}

@@ -1,0 +1,137 @@
+"""Refunds: POST /v1/orders/{order_id}/refunds, GET /v1/refunds/{refund_id}.
+
+The request is checked and its amount reserved in one database transaction with the order
+row locked (kassa/refunds.py), so racing requests cannot refund more than was captured; the
+money then moves in the refund's own workflow. Storefront refunds are accepted within the
+refund window after payment; the support key may refund outside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.deps import CallerDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
+from api.problems import Problem
+from api.routers.checkouts import IDEMPOTENCY_KEY, require_idempotency_key
+from api.schemas import RefundIn, RefundOut
+from kassa import refunds
+from kassa.contracts import Caller, RefundInput, refund_workflow_id
+from kassa.models import IdempotencyKey, Order, Refund
+from workflows.refund import RefundWorkflow
+
+router = APIRouter(prefix="/v1", tags=["refunds"])
+
+
+def refund_out(refund: Refund) -> RefundOut:
+    return RefundOut.model_validate(refund, from_attributes=True)
+
+
+@router.post(
+    "/orders/{order_id}/refunds",
+    status_code=202,
+    response_model=RefundOut,
+    operation_id="create_refund",
+    responses={
+        403: {"description": "outside the refund window (storefront key)"},
+        409: {"description": "the order is not paid, or nothing is left to refund"},
+        422: {"description": "amount over what can still be refunded"},
+    },
+)
+async def create_refund(
+    order_id: str,
+    body: RefundIn,
+    caller: CallerDep,
+    response: Response,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    idempotency_key: IDEMPOTENCY_KEY = None,
+) -> RefundOut:
+    require_idempotency_key(idempotency_key)
+    request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
+    refund_id = f"rf_{uuid.uuid4().hex}"
+    window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
+    async with sessions.begin() as session:
+        claimed = await session.scalar(
+            insert(IdempotencyKey)
+            .values(
+                caller=caller,
+                key=idempotency_key,
+                request_hash=request_hash,
+                order_id=order_id,
+                refund_id=refund_id,
+            )
+            .on_conflict_do_nothing()
+            .returning(IdempotencyKey.refund_id)
+        )
+        if claimed is None:
+            earlier = await session.get(IdempotencyKey, (str(caller), idempotency_key))
+            if earlier.request_hash != request_hash or earlier.refund_id is None:
+                raise Problem(
+                    422,
+                    "idempotency-key-reused",
+                    "This Idempotency-Key was used with a different request",
+                    field="Idempotency-Key",
+                )
+            refund_id = earlier.refund_id
+            response.headers["Idempotent-Replayed"] = "true"
+        try:
+            refund = await refunds.reserve(
+                session,
+                refund_id=refund_id,
+                order_id=order_id,
+                amount=body.amount,
+                reason=body.reason,
+                requested_by=caller,
+                window=window,
+            )
+        except refunds.RefundRefused as err:
+            raise Problem(err.status, err.slug, err.message, field=err.field) from err
+        gateway = await session.scalar(select(Order.gateway).where(Order.order_id == order_id))
+
+    request = RefundInput(
+        refund.refund_id,
+        order_id,
+        gateway,
+        refund.amount,
+        refund.currency,
+        refund.reason,
+        Caller(refund.requested_by),
+    )
+    try:
+        await temporal.start_workflow(
+            RefundWorkflow.run,
+            request,
+            id=refund_workflow_id(refund.refund_id),
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"Refund {refund.refund_id} of order {order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # a replayed request for a refund whose workflow already finished
+    except RPCError as err:  # the reservation stands; the same request again starts it
+        raise Problem(
+            503,
+            "refund-not-started",
+            "Retry with the same Idempotency-Key",
+            headers={"Retry-After": "2"},
+        ) from err
+    return refund_out(refund)
+
+
+@router.get("/refunds/{refund_id}", response_model=RefundOut, operation_id="get_refund")
+async def get_refund(refund_id: str, caller: CallerDep, session: SessionDep) -> RefundOut:
+    refund = await session.get(Refund, refund_id)
+    if refund is None:
+        raise Problem(404, "refund-not-found", f"No refund {refund_id}", field="refund_id")
+    return refund_out(refund)
