@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -36,7 +37,9 @@ def build_worker(
     sessions: async_sessionmaker,
     http: httpx.AsyncClient,
     task_queue: str | None = None,
+    replace: Mapping[str, Callable] | None = None,
 ) -> Worker:
+    """`replace` swaps activities by name (tests inject failures this way)."""
     orders = OrderActivities(sessions)
     risk = RiskActivities(sessions, settings)
     gateways = build_gateways(settings, http)
@@ -44,35 +47,44 @@ def build_worker(
     refunds = RefundActivities(gateways, sessions)
     entitlements = EntitlementActivities(sessions)
     notify = NotifyActivities(http, sessions, settings)
+    activities = [
+        orders.create_order,
+        orders.set_status,
+        risk.check_risk,
+        payments.create_payment,
+        payments.close_payment,
+        entitlements.grant_entitlements,
+        entitlements.revoke_entitlements,
+        refunds.reserve_refund,
+        refunds.request_refund,
+        refunds.refund_status,
+        refunds.complete_refund,
+        refunds.fail_refund,
+        notify.notify_storefront,
+    ]
+    replace = replace or {}
     return Worker(
         client,
         graceful_shutdown_timeout=timedelta(seconds=5),
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[
-            orders.create_order,
-            orders.set_status,
-            risk.check_risk,
-            payments.create_payment,
-            payments.close_payment,
-            entitlements.grant_entitlements,
-            entitlements.revoke_entitlements,
-            refunds.reserve_refund,
-            refunds.request_refund,
-            refunds.refund_status,
-            refunds.complete_refund,
-            refunds.fail_refund,
-            notify.notify_storefront,
-        ],
+        activities=[replace.get(a.__name__, a) for a in activities],
     )
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings, task_queue: str | None = None):
+async def running_worker(
+    client: Client,
+    settings: Settings,
+    task_queue: str | None = None,
+    replace: Mapping[str, Callable] | None = None,
+):
     """A worker with its own engine and HTTP client, for as long as the block runs."""
     engine = make_engine(settings.database_url)
     async with httpx.AsyncClient() as http:
-        worker = build_worker(client, settings, make_sessionmaker(engine), http, task_queue)
+        worker = build_worker(
+            client, settings, make_sessionmaker(engine), http, task_queue, replace
+        )
         async with worker:
             yield worker
     await engine.dispose()

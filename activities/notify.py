@@ -47,7 +47,7 @@ class NotifyActivities:
                 insert(StorefrontWebhook)
                 .values(
                     event_id=event.event_id,
-                    order_id=event.order.order_id,
+                    order_id=payload["data"]["order_id"],
                     type=event.type,
                     payload=payload,
                 )

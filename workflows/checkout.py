@@ -16,11 +16,17 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows.refund import RefundWorkflow
 from workflows.saga import Saga
-from workflows.steps import GATEWAY_CALL, GATEWAY_RETRY, db_step, notify_storefront
+from workflows.steps import (
+    GATEWAY_CALL,
+    GATEWAY_RETRY,
+    db_step,
+    failure_message,
+    notify_storefront,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.entitlements import EntitlementActivities
@@ -140,8 +146,8 @@ class CheckoutWorkflow:
                 ),
             )
             await db_step(EntitlementActivities.grant_entitlements, checkout, "grant access")
-        except ActivityError as err:
-            reason = f"fulfilment failed: {err.cause}"
+        except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
+            reason = f"fulfilment failed: {failure_message(err)}"
             undone = await saga.compensate(reason)
             return await self._finish(
                 OrderStatus.REFUNDED, f"{reason}; compensated: {', '.join(undone)}"

@@ -13,9 +13,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
-from workflows.steps import GATEWAY_CALL, GATEWAY_RETRY, db_step, notify_storefront
+from workflows.steps import (
+    GATEWAY_CALL,
+    GATEWAY_RETRY,
+    db_step,
+    failure_message,
+    notify_storefront,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
@@ -51,8 +57,8 @@ class RefundWorkflow:
         )
         try:
             await db_step(RefundActivities.reserve_refund, refund, "reserve the amount")
-        except ActivityError as err:
-            return await self._fail(f"refused: {err.cause}", reserved=False)
+        except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
+            return await self._fail(f"refused: {failure_message(err)}", reserved=False)
 
         shown = format_amount(refund.amount, refund.currency)
         workflow.set_current_details(f"Asking {refund.gateway} to refund {shown}")
@@ -65,7 +71,7 @@ class RefundWorkflow:
                 summary=f"refund {shown} at the gateway",
             )
         except ActivityError as err:
-            return await self._fail(f"the gateway refused the refund: {err.cause}")
+            return await self._fail(f"the gateway refused the refund: {failure_message(err)}")
 
         interval = FIRST_CHECK
         while status == RefundStatus.PENDING:

@@ -22,6 +22,13 @@ GATEWAY_RETRY = RetryPolicy(
 )
 
 
+def failure_message(err: BaseException) -> str:
+    """The innermost message of a step's failure (activity errors wrap their cause)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return getattr(err, "message", None) or str(err)
+
+
 async def db_step(method, arg, summary: str):
     """A short database step: a local activity, no server round trip of its own."""
     return await workflow.execute_local_activity_method(

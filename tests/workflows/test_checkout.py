@@ -7,77 +7,20 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest_asyncio
-from sqlalchemy import select
-
-from api.checkout_start import start_checkout
 from kassa.contracts import (
     CancelRequest,
-    CheckoutInput,
-    CheckoutView,
     OrderStatus,
-    PaymentEvent,
     PaymentOutcome,
-    checkout_workflow_id,
 )
-from kassa.models import Entitlement, Order
 from tests.support import buyer_acts, new_checkout, record_history
-from worker import running_worker
+from tests.workflows.conftest import (
+    entitlements,
+    gateway_event,
+    gateway_payment,
+    order_row,
+    pass_the_payment_window,
+)
 from workflows.checkout import CheckoutWorkflow
-
-
-@pytest_asyncio.fixture
-async def started(time_skipping_env, settings, sandbox, storefront, sessions):
-    """Start checkouts on a worker of this test's own."""
-    task_queue = f"wf-{uuid.uuid4().hex[:8]}"
-    client = time_skipping_env.client
-    async with running_worker(client, settings, task_queue):
-
-        async def start(checkout: CheckoutInput):
-            view = await start_checkout(client, checkout, task_queue, wait_seconds=30)
-            handle = client.get_workflow_handle_for(
-                CheckoutWorkflow.run, checkout_workflow_id(checkout.order_id)
-            )
-            return view, handle
-
-        yield start
-
-
-async def pass_the_payment_window(env) -> None:
-    """Skip the 15 minutes explicitly: after an update-with-start the Java test server does
-    not skip time on its own while we await the result (sdk-java#1903)."""
-    await env.sleep(timedelta(minutes=15, seconds=1))
-
-
-def gateway_event(view: CheckoutView, outcome: PaymentOutcome, n: int = 1) -> PaymentEvent:
-    """What the API signals after verifying the gateway's callback."""
-    return PaymentEvent(
-        "sandbox",
-        f"evt_{view.order_id}_{n}",
-        view.order_id,
-        view.payment.payment_id,
-        outcome,
-        view.amount,
-        view.currency,
-    )
-
-
-async def order_row(sessions, order_id: str) -> Order:
-    async with sessions() as session:
-        return await session.get(Order, order_id)
-
-
-async def entitlements(sessions, order_id: str) -> list[tuple[str, str]]:
-    async with sessions() as session:
-        rows = await session.execute(
-            select(Entitlement.customer_id, Entitlement.sku).where(Entitlement.order_id == order_id)
-        )
-        return [tuple(row) for row in rows]
-
-
-def gateway_payment(sandbox, order_id: str) -> dict | None:
-    payment_id = sandbox.by_order.get(order_id)
-    return sandbox.payments.get(payment_id)
 
 
 async def test_paid_checkout_is_fulfilled(started, sessions, sandbox, storefront):
