@@ -72,7 +72,7 @@ async def get_order_ledger(
         .order_by(LedgerTransaction.id, LedgerEntry.id)
     )
     transactions: dict[int, LedgerTransactionOut] = {}
-    for txn, entry in rows.tuples():
+    for txn, entry in rows:
         out = transactions.setdefault(
             txn.id,
             LedgerTransactionOut(key=txn.key, kind=txn.kind, created_at=txn.created_at, entries=[]),
