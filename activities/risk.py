@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from kassa.contracts import CheckoutInput, RiskDecision
+from kassa.contracts import CheckoutInput, OrderStatus, RiskDecision
 from kassa.models import Order
 from kassa.settings import Settings
 
@@ -30,6 +30,7 @@ class RiskActivities:
                 .select_from(Order)
                 .where(Order.customer_id == checkout.customer_id)
                 .where(Order.order_id != checkout.order_id)
+                .where(Order.status != OrderStatus.REJECTED)  # refusals do not count
                 .where(Order.created_at > func.now() - window)
             )
         if recent >= self._settings.risk_max_orders_per_customer:

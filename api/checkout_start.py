@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -77,6 +81,9 @@ async def start_checkout(
                 start_workflow_operation=start,
                 id="payment-session",  # a stable update id: a retried request gets one answer
             )
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        # What asyncio.timeout becomes inside the SDK: no worker answered in time.
+        raise TimeoutError(f"no payment page within {wait_seconds}s") from err
     except WorkflowAlreadyStartedError as err:
         raise CheckoutAlreadyEnded(checkout.order_id) from err
     except RPCError as err:

@@ -91,6 +91,14 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if hasattr(exc, "problem"):
             return exc.problem().response()
+        if exc.status_code == 400:  # FastAPI could not read the body (e.g. a 5000-digit number)
+            return Problem(
+                400,
+                "malformed-json",
+                "The request body could not be read",
+                str(exc.detail),
+                field="body",
+            ).response()
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return Problem(exc.status_code, slug, str(exc.detail)).response()
 

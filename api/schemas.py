@@ -6,10 +6,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from kassa.contracts import CheckoutInput, CheckoutView, LineItem, OrderStatus, RefundStatus
 from kassa.money import currency_exponent
+
+
+def _text(max_length: int) -> object:
+    """Free text: trimmed, not empty, no control characters (PostgreSQL refuses NUL)."""
+    return Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True,
+            min_length=1,
+            max_length=max_length,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
+        ),
+    ]
+
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -18,7 +40,7 @@ class LineItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
-    title: Annotated[str, Field(min_length=1, max_length=200)]
+    title: _text(200)
     unit_amount: Annotated[StrictInt, Field(gt=0, description="Minor units (fen, cents).")]
     quantity: Annotated[StrictInt, Field(ge=1)]
 
@@ -27,7 +49,7 @@ class CheckoutIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: Identifier | None = Field(None, description="Your reference; generated if absent.")
-    customer_id: Annotated[str, Field(min_length=1, max_length=128)]
+    customer_id: _text(128)
     items: Annotated[list[LineItemIn], Field(min_length=1)]
     currency: Annotated[str, Field(description="ISO-4217 code, upper case: CNY, USD, JPY…")]
     gateway: Annotated[str, Field(min_length=1, max_length=32)]
@@ -109,7 +131,7 @@ class RefundIn(BaseModel):
     amount: StrictInt | None = Field(
         None, gt=0, description="Minor units; default: everything not yet refunded."
     )
-    reason: Annotated[str, Field(min_length=1, max_length=500)] = "requested by the storefront"
+    reason: _text(500) = "requested by the storefront"
 
 
 class RefundOut(BaseModel):
@@ -141,4 +163,4 @@ class LedgerTransactionOut(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, Field(min_length=1, max_length=500)] = "cancelled by request"
+    reason: _text(500) = "cancelled by request"

@@ -24,7 +24,11 @@ class GatewayRejected(GatewayError):
 
 
 class InvalidSignature(Exception):
-    """A callback whose signature, timestamp or shape does not check out."""
+    """A callback whose signature or timestamp does not check out."""
+
+
+class MalformedCallback(Exception):
+    """A correctly signed callback whose body Kassa cannot read."""
 
 
 @dataclass(frozen=True)
@@ -88,5 +92,6 @@ class PaymentGateway(Protocol):
         self, headers: Mapping[str, str], body: bytes
     ) -> PaymentEvent | RefundEvent | None:
         """Verify and decode a callback; None for verified events Kassa does not act on.
-        Raises InvalidSignature for anything that does not verify."""
+        Raises InvalidSignature for anything that does not verify, MalformedCallback for a
+        verified body that makes no sense."""
         ...

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Literal
 
 import httpx
+from pydantic import BaseModel, Field, ValidationError
 
 from gateways import sandbox_protocol
 from gateways.base import (
@@ -15,6 +16,7 @@ from gateways.base import (
     GatewayRefund,
     GatewayRejected,
     InvalidSignature,
+    MalformedCallback,
     NewPayment,
     NewRefund,
 )
@@ -123,24 +125,48 @@ class SandboxGateway:
                 body,
                 self._tolerance,
             )
-            event = json.loads(body)
-            if event["type"].startswith("refund."):
-                refund = _refund(event["data"])
-                return RefundEvent(self.name, str(event["id"]), refund.refund_no, refund.status)
-            if not event["type"].startswith("payment."):
-                return None
-            payment = _payment(event["data"])
-            return PaymentEvent(
-                gateway=self.name,
-                event_id=str(event["id"]),
-                order_id=payment.merchant_order_id,
-                payment_id=payment.payment_id,
-                outcome=payment.outcome,
-                amount=payment.amount,
-                currency=payment.currency,
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise InvalidSignature(str(exc)) from exc
+        try:
+            event = _Event.model_validate_json(body)
+            if event.type.startswith("refund."):
+                refund = _refund(_RefundData.model_validate(event.data).model_dump())
+                return RefundEvent(self.name, event.id, refund.refund_no, refund.status)
+            if not event.type.startswith("payment."):
+                return None
+            payment = _payment(_PaymentData.model_validate(event.data).model_dump())
+        except ValidationError as exc:
+            raise MalformedCallback(str(exc)) from exc
+        return PaymentEvent(
+            gateway=self.name,
+            event_id=event.id,
+            order_id=payment.merchant_order_id,
+            payment_id=payment.payment_id,
+            outcome=payment.outcome,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+
+
+class _Event(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    type: str = Field(max_length=64)
+    data: dict
+
+
+class _PaymentData(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    merchant_order_id: str = Field(min_length=1, max_length=64)
+    status: Literal["pending", "succeeded", "declined", "closed", "expired"]
+    amount: int = Field(ge=0, le=10**15)
+    currency: str = Field(pattern="^[A-Z]{3}$")
+    refunded_amount: int = Field(0, ge=0, le=10**15)
+
+
+class _RefundData(BaseModel):
+    refund_request_no: str = Field(min_length=1, max_length=64)
+    status: Literal["processing", "succeeded", "failed"]
+    amount: int = Field(gt=0, le=10**15)
 
 
 def _payment(data: dict) -> GatewayPayment:

@@ -28,7 +28,9 @@ def verify(secrets: list[str], header: str | None, body: bytes, tolerance_second
     pairs = [p.strip().split("=", 1) for p in header.split(",") if "=" in p]
     timestamps = [v for k, v in pairs if k == "t"]
     signatures = [v for k, v in pairs if k == "v1"]
-    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+    if len(timestamps) != 1 or not timestamps[0].isdigit() or len(timestamps[0]) > 12:
+        raise ValueError(f"malformed {SIGNATURE_HEADER} header")
+    if not signatures:
         raise ValueError(f"malformed {SIGNATURE_HEADER} header")
     t = int(timestamps[0])
     if abs(time.time() - t) > tolerance_seconds:

@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     # Outgoing webhooks to the storefront (Standard Webhooks); unset: not sent.
     storefront_webhook_url: str | None = None
     storefront_webhook_secret: str = DEV_STOREFRONT_WEBHOOK_SECRET
-    storefront_webhook_retry_hours: float = 24.0
 
     # Checkout input bounds.
     expires_in_default: int = 900

@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from kassa.money import format_amount
 
 # Opening the payment must finish while the storefront's request still waits for the URL.
-OPEN_PAYMENT_DEADLINE = timedelta(minutes=2)
+OPEN_PAYMENT_DEADLINE = timedelta(seconds=30)  # well inside the shortest payment window
 
 
 @workflow.defn
@@ -72,14 +72,18 @@ class CheckoutWorkflow:
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
-        workflow.set_current_details("Creating the order and checking risk")
+        self._details("Creating the order and checking risk")
         await db_step(OrderActivities.create_order, checkout, "create the order")
         risk = await db_step(RiskActivities.check_risk, checkout, "risk check")
         if not risk.approved:
             return await self._finish(OrderStatus.REJECTED, risk.reason)
 
+        if workflow.patched("cancel-before-opening") and self._cancel is not None:
+            # Cancelled while the order was being created: no gateway payment to open.
+            return await self._finish(OrderStatus.CANCELLED, self._cancel.reason)
+
         expires_at = workflow.now() + timedelta(seconds=checkout.expires_in_seconds)
-        workflow.set_current_details(f"Opening the payment at {checkout.gateway}")
+        self._details(f"Opening the payment at {checkout.gateway}")
         try:
             self._session = await workflow.execute_activity_method(
                 PaymentActivities.create_payment,
@@ -112,7 +116,7 @@ class CheckoutWorkflow:
         if self._outcome is None:
             # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
             ending = OrderStatus.CANCELLED if self._cancel else OrderStatus.EXPIRED
-            workflow.set_current_details(f"Closing the unpaid payment ({ending})")
+            self._details(f"Closing the unpaid payment at {checkout.gateway} ({ending})")
             closed = await workflow.execute_activity_method(
                 PaymentActivities.close_payment,
                 OrderRef(checkout.order_id, checkout.gateway),
@@ -128,7 +132,7 @@ class CheckoutWorkflow:
         if self._outcome == PaymentOutcome.DECLINED:
             return await self._finish(OrderStatus.FAILED, "declined by the gateway")
 
-        workflow.set_current_details("Paid; granting access")
+        self._details("Paid; granting access")
         paid = StatusChange(checkout.order_id, OrderStatus.PAID)
         await db_step(OrderActivities.set_status, paid, "order paid")
         self._set_status(OrderStatus.PAID)
@@ -203,7 +207,7 @@ class CheckoutWorkflow:
         )
         self._reason = reason
         self._set_status(status)
-        workflow.set_current_details(f"Telling the storefront: order {status}")
+        self._details(f"Telling the storefront: order {status}")
         await notify_storefront(
             StorefrontEvent(
                 f"evt_{order_id}_{status}", f"order.{status}", self._view(), workflow.now()
@@ -236,6 +240,10 @@ class CheckoutWorkflow:
                 type="CompensationFailed",
                 non_retryable=True,
             )
+
+    def _details(self, doing: str) -> None:
+        """What support reads in the UI: what the checkout does, and since when."""
+        workflow.set_current_details(f"{doing} (since {workflow.now():%Y-%m-%d %H:%M:%S} UTC)")
 
     def _set_status(self, status: OrderStatus) -> None:
         self._status = status

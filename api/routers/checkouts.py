@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
@@ -92,11 +93,20 @@ async def create_checkout(
 
     checkout = body.to_checkout_input(order_id, expires_in)
     view = await _start(temporal, sessions, settings, checkout)
-    if (view.customer_id, view.amount, view.currency, view.gateway) != (
+    async with sessions() as session:
+        order = await session.get(Order, order_id)
+    if order is None or (
+        order.customer_id,
+        order.items,
+        order.currency,
+        order.gateway,
+        order.return_url,
+    ) != (
         checkout.customer_id,
-        checkout.amount,
+        [asdict(item) for item in checkout.items],
         checkout.currency,
         checkout.gateway,
+        checkout.return_url,
     ):
         raise Problem(
             409,
@@ -130,7 +140,9 @@ def _check_bounds(body: CheckoutIn, settings: Settings, gateways: dict) -> int:
             errors.append((f"items[{n}].quantity", f"at most {settings.max_quantity}"))
         if item.unit_amount > settings.max_unit_amount:
             errors.append((f"items[{n}].unit_amount", f"at most {settings.max_unit_amount}"))
-    expires_in = body.expires_in_seconds or settings.expires_in_default
+    expires_in = (
+        settings.expires_in_default if body.expires_in_seconds is None else body.expires_in_seconds
+    )
     if not settings.expires_in_min <= expires_in <= settings.expires_in_max:
         errors.append(
             (

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 from sqlalchemy import select
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -105,7 +105,8 @@ async def cancel_order(
     try:
         async with asyncio.timeout(settings.checkout_start_timeout_seconds):
             view = await handle.execute_update(CheckoutWorkflow.cancel, request, id="cancel")
-    except TimeoutError as err:  # no worker picked it up in time; the same call is safe again
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        # No worker finished it in time; the same call again is safe.
         raise Problem(
             503,
             "cancel-pending",

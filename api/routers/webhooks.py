@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import GatewaysDep, SessionsDep, TemporalDep
 from api.problems import Problem
-from gateways.base import InvalidSignature
+from gateways.base import InvalidSignature, MalformedCallback
 from kassa.contracts import RefundEvent, checkout_workflow_id, refund_workflow_id
 from kassa.models import PaymentEventRecord
 from workflows.checkout import CheckoutWorkflow
@@ -50,6 +50,14 @@ async def receive_callback(
             "The callback's signature does not verify",
             str(err),
             field="signature",
+        ) from err
+    except MalformedCallback as err:
+        log.warning("callback unreadable", gateway=gateway, reason=str(err))
+        raise Problem(
+            400,
+            "malformed-callback",
+            "The callback's body is not what the gateway's protocol says",
+            field="body",
         ) from err
     if event is None:
         return {"received": True}

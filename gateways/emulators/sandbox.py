@@ -11,6 +11,7 @@ Run it alone: `python -m gateways.emulators.sandbox` (port from KASSA_SANDBOX_PO
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import secrets
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ import jinja2
 import structlog
 from fastapi import Depends, FastAPI, Form, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from gateways import sandbox_protocol
 from kassa.money import format_amount
@@ -80,10 +81,10 @@ class SandboxState:
 
 class PaymentIn(BaseModel):
     merchant_order_id: str = Field(min_length=1, max_length=64)
-    amount: int = Field(gt=0)
+    amount: int = Field(gt=0, le=10**15)
     currency: str = Field(pattern="^[A-Z]{3}$")
     description: str = Field(max_length=256)
-    expires_at: datetime
+    expires_at: AwareDatetime
     notify_url: str
     return_url: str | None = None
 
@@ -144,7 +145,8 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app.state.sandbox = state
 
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
-        if authorization != f"Bearer {config.api_key}":
+        expected = f"Bearer {config.api_key}".encode()
+        if not hmac.compare_digest((authorization or "").encode(), expected):
             raise HTTPException(401, detail={"code": "unauthorized"})
 
     def error(http_status: int, code: str, **extra) -> JSONResponse:
@@ -221,6 +223,8 @@ def create_app(config: SandboxConfig) -> FastAPI:
             if (payment["amount"], payment["currency"]) != (body.amount, body.currency):
                 return error(409, "merchant_order_id_reused", payment_id=existing)
             return JSONResponse(payment, status_code=200)
+        if body.expires_at <= _now():
+            return error(400, "expires_at_in_past")
         payment_id = "pay_" + secrets.token_hex(12)
         payment = {
             "id": payment_id,

@@ -56,6 +56,10 @@ BAD_BODIES = [
     ("missing customer", {"customer_id": None}, "customer_id"),
     ("unknown field", {"coupon": "FREE"}, "coupon"),
     ("bad return url", {"return_url": "javascript:alert(1)"}, "return_url"),
+    ("NUL in customer id", {"customer_id": "a\u0000b"}, "customer_id"),
+    ("control character in title", {"items": [item(title="Py\u0007thon")]}, "items[0].title"),
+    ("blank customer id", {"customer_id": "   "}, "customer_id"),
+    ("zero window", {"expires_in_seconds": 0}, "expires_in_seconds"),
 ]
 
 
@@ -107,6 +111,18 @@ async def test_malformed_json_is_400(stack, unchanged):
         )
     assert response.status_code == 400
     assert response.json()["type"] == "urn:kassa:problem:malformed-json"
+    assert response.json()["field"] == "body"
+
+
+async def test_a_number_too_long_to_read_is_400(stack, unchanged):
+    body = json.dumps(checkout_body()).replace('"quantity": 1', '"quantity": ' + "9" * 5000)
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            content=body.encode(),
+            headers={"Idempotency-Key": "k5", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400
     assert response.json()["field"] == "body"
 
 
@@ -171,6 +187,41 @@ async def test_forged_callback_is_401_and_changes_nothing(stack, unchanged, sign
         response = await api.post("/v1/webhooks/sandbox", content=callback(), headers=headers)
     assert response.status_code == 401
     assert response.json()["type"] == "urn:kassa:problem:invalid-signature"
+
+
+async def test_absurd_signature_timestamp_is_401(stack, unchanged):
+    async with stack.http(key="") as api:
+        response = await api.post(
+            "/v1/webhooks/sandbox",
+            content=callback(),
+            headers={sandbox_protocol.SIGNATURE_HEADER: "t=" + "9" * 400 + ",v1=00"},
+        )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "evt_1", "type": 5, "data": {}}',
+        b'{"id": "evt_1", "type": "payment.succeeded", "data": {"id": "p", '
+        b'"merchant_order_id": "o", "status": "succeeded", "amount": 1e400, "currency": "CNY"}}',
+        b'{"id": "evt_1", "type": "payment.succeeded", "data": {"id": "p", '
+        b'"merchant_order_id": "' + b"o" * 65 + b'", "status": "succeeded", "amount": 1, '
+        b'"currency": "CNY"}}',
+        b"not json at all",
+    ],
+    ids=["type not a string", "amount not an integer", "order id too long", "not json"],
+)
+async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
+    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    async with stack.http(key="") as api:
+        response = await api.post(
+            "/v1/webhooks/sandbox",
+            content=body,
+            headers={sandbox_protocol.SIGNATURE_HEADER: signature},
+        )
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:kassa:problem:malformed-callback"
 
 
 async def test_replayed_old_callback_is_401(stack, unchanged):

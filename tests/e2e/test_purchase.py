@@ -136,11 +136,15 @@ async def test_a_storefront_order_id_started_twice_is_one_checkout(stack):
         first = await post_checkout(api, body)
         second = await post_checkout(api, body)  # another key, same order: the same checkout
         conflicting = await post_checkout(api, {**body, "currency": "USD"})
+        # Same total, other things bought: still another order, never the same checkout.
+        items = [{**body["items"][0], "sku": "course-rust-101"}, body["items"][1]]
+        other_items = await post_checkout(api, {**body, "items": items})
 
     assert first.status_code == second.status_code == 201
     assert second.json()["payment"] == first.json()["payment"]
-    assert conflicting.status_code == 409
-    assert conflicting.json()["field"] == "order_id"
+    for refused in (conflicting, other_items):
+        assert refused.status_code == 409
+        assert refused.json()["field"] == "order_id"
 
 
 async def test_cancel_closes_the_payment_and_refuses_a_paid_order(stack, sandbox):

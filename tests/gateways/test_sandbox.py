@@ -4,7 +4,9 @@ retried until the merchant answers 2xx)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -94,8 +96,9 @@ async def test_a_paid_payment_refuses_to_close_saying_it_is_paid(adapter):
 
 
 async def test_an_unpaid_payment_expires_and_cannot_be_paid(adapter):
-    request = payment(expires_in=timedelta(seconds=-1))
+    request = payment(expires_in=timedelta(milliseconds=300))
     session = await adapter.create_payment(request)
+    await asyncio.sleep(0.4)
     assert (await adapter.get_payment(request.merchant_order_id)).outcome == "closed"
     async with httpx.AsyncClient() as http:
         page = await http.post(session.payment_url, data={"outcome": "succeeded"})
@@ -138,6 +141,13 @@ async def test_callbacks_are_signed_and_retried_until_the_merchant_accepts(adapt
     )
     attempts = [c for c in sandbox.callbacks if c["event_id"] == event.event_id]
     assert [c["status_code"] for c in attempts] == [503, 503, 200]
+
+
+async def test_naive_or_past_expiry_is_refused(adapter):
+    with pytest.raises(GatewayRejected, match="expires_at_in_past"):
+        await adapter.create_payment(payment(expires_in=timedelta(seconds=-1)))
+    with pytest.raises(GatewayRejected):  # no time zone: refused, not guessed
+        await adapter.create_payment(replace(payment(), expires_at=datetime(2030, 1, 1)))
 
 
 def test_the_adapter_refuses_a_callback_it_cannot_verify(adapter):
