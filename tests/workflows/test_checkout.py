@@ -96,6 +96,7 @@ async def test_declined_payment_fails_the_order(started, sessions, sandbox):
     assert (await handle.result()).status == OrderStatus.FAILED
     assert (await order_row(sessions, checkout.order_id)).status == "failed"
     assert await entitlements(sessions, checkout.order_id) == []
+    await record_history(handle, "checkout-declined")
 
 
 async def test_order_over_the_amount_limit_is_rejected_before_the_gateway(
@@ -109,6 +110,8 @@ async def test_order_over_the_amount_limit_is_rejected_before_the_gateway(
     assert "over the limit" in view.reason
     assert (await order_row(sessions, checkout.order_id)).status == "rejected"
     assert gateway_payment(sandbox, checkout.order_id) is None  # the gateway saw nothing
+    await handle.result()
+    await record_history(handle, "checkout-rejected")
 
 
 async def test_customer_over_the_velocity_limit_is_rejected(started, settings, sandbox):

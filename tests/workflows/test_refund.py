@@ -21,7 +21,7 @@ from kassa.contracts import (
     refund_workflow_id,
 )
 from kassa.models import LedgerEntry, LedgerTransaction, Refund
-from tests.support import new_checkout
+from tests.support import new_checkout, record_history
 from tests.workflows.conftest import entitlements, gateway_payment, order_row, pay
 from workflows.refund import RefundWorkflow
 
@@ -255,3 +255,4 @@ class TestCompensation:
             "refund.succeeded",
             "order.refunded",
         ]
+        await record_history(handle, "checkout-compensated")
