@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.entitlements import EntitlementActivities
+from activities.invoices import InvoiceActivities
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
@@ -46,6 +47,7 @@ def build_worker(
     payments = PaymentActivities(gateways, sessions, settings)
     refunds = RefundActivities(gateways, sessions)
     entitlements = EntitlementActivities(sessions)
+    invoices = InvoiceActivities(sessions)
     notify = NotifyActivities(http, sessions, settings)
     activities = [
         orders.create_order,
@@ -55,6 +57,8 @@ def build_worker(
         payments.close_payment,
         entitlements.grant_entitlements,
         entitlements.revoke_entitlements,
+        invoices.issue_invoice,
+        invoices.void_invoice,
         refunds.reserve_refund,
         refunds.request_refund,
         refunds.refund_status,

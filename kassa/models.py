@@ -156,3 +156,18 @@ class LedgerEntry(Base):
     account: Mapped[str] = mapped_column(String(64))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+
+
+class Invoice(Base):
+    """The receipt for a fulfilled order (one per order); voided, never deleted."""
+
+    __tablename__ = "invoices"
+
+    invoice_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))  # issued | void
+    issued_at: Mapped[datetime] = _now_column()
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -30,6 +30,7 @@ from workflows.steps import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.entitlements import EntitlementActivities
+    from activities.invoices import InvoiceActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from activities.risk import RiskActivities
@@ -150,6 +151,13 @@ class CheckoutWorkflow:
                 ),
             )
             await db_step(EntitlementActivities.grant_entitlements, checkout, "grant access")
+
+            if workflow.patched("issue-invoice"):  # checkouts paid before this step skip it
+                saga.add(
+                    "void the invoice",
+                    lambda _: db_step(InvoiceActivities.void_invoice, order, "void the invoice"),
+                )
+                await db_step(InvoiceActivities.issue_invoice, checkout, "issue the invoice")
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
             reason = f"fulfilment failed: {failure_message(err)}"
             undone = await saga.compensate(reason)
