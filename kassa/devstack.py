@@ -8,6 +8,7 @@ resume. DATABASE_URL / TEMPORAL_ADDRESS use external servers instead of the embe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -78,6 +79,13 @@ def _temporal(settings: Settings, procs: list) -> str:
     return f"127.0.0.1:{TEMPORAL_PORT}"
 
 
+async def _register_search_attributes(settings: Settings, address: str) -> list[str]:
+    from kassa import temporal
+
+    client = await temporal.connect(settings.model_copy(update={"temporal_address": address}))
+    return await temporal.ensure_search_attributes(client)
+
+
 def _spawn(command: list[str], env: dict | None = None) -> subprocess.Popen:
     # A session of its own: Ctrl-C reaches only us, and we stop the parts in reverse order
     # (API and worker before the Temporal server they talk to).
@@ -91,6 +99,9 @@ def run(settings: Settings) -> int:
         database_url = _postgres(settings)
         migrate(database_url)
         temporal_address = _temporal(settings, procs)
+        added = asyncio.run(_register_search_attributes(settings, temporal_address))
+        if added:
+            print(f"Registered search attributes: {', '.join(added)}", flush=True)
         env = {
             **os.environ,
             "KASSA_DATABASE_URL": database_url,

