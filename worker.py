@@ -55,6 +55,7 @@ def build_worker(
         risk.check_risk,
         payments.create_payment,
         payments.close_payment,
+        payments.payment_status,
         entitlements.grant_entitlements,
         entitlements.revoke_entitlements,
         invoices.issue_invoice,

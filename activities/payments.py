@@ -14,6 +14,7 @@ from kassa.contracts import (
     OpenPaymentInput,
     OrderRef,
     OrderStatus,
+    PaymentOutcome,
     PaymentSession,
 )
 from kassa.models import Order
@@ -71,6 +72,11 @@ class PaymentActivities:
                 )
             )
         return session
+
+    @activity.defn
+    async def payment_status(self, order: OrderRef) -> PaymentOutcome:
+        """What the gateway says of the order's payment now (for lost callbacks)."""
+        return (await self._gateway(order.gateway).get_payment(order.order_id)).outcome
 
     @activity.defn
     async def close_payment(self, order: OrderRef) -> CloseResult:

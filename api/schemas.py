@@ -18,6 +18,7 @@ from pydantic import (
 
 from kassa.contracts import CheckoutInput, CheckoutView, LineItem, OrderStatus, RefundStatus
 from kassa.money import currency_exponent
+from kassa.settings import Settings
 
 
 def _text(max_length: int) -> object:
@@ -62,7 +63,9 @@ class CheckoutIn(BaseModel):
         currency_exponent(code)  # raises ValueError, which pydantic reports on this field
         return code
 
-    def to_checkout_input(self, order_id: str, expires_in_seconds: int) -> CheckoutInput:
+    def to_checkout_input(
+        self, order_id: str, expires_in_seconds: int, settings: Settings
+    ) -> CheckoutInput:
         return CheckoutInput(
             order_id=order_id,
             customer_id=self.customer_id,
@@ -71,6 +74,8 @@ class CheckoutIn(BaseModel):
             gateway=self.gateway,
             expires_in_seconds=expires_in_seconds,
             return_url=str(self.return_url) if self.return_url else None,
+            status_check_first_seconds=settings.status_check_first_seconds,
+            status_check_max_seconds=settings.status_check_max_seconds,
         )
 
 

@@ -147,6 +147,10 @@ class CheckoutInput:
     gateway: str
     expires_in_seconds: int
     return_url: str | None = None
+    # While waiting, ask the gateway after this long, then twice as long each time, up to
+    # the maximum: a payment whose callback was lost is still found before the window ends.
+    status_check_first_seconds: int = 15
+    status_check_max_seconds: int = 300
 
     @property
     def amount(self) -> int:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Several secrets are accepted at once while one is being rotated; the first one signs.
     sandbox_webhook_secrets: list[str] = [DEV_SANDBOX_SECRET]
     callback_tolerance_seconds: int = 300
+    # Make the sandbox misbehave from the start, e.g. '{"seed": 7, "drop_callbacks": 0.3}'
+    # (gateways/emulators/faults.py lists the knobs).
+    sandbox_faults: dict = {}
 
     # Outgoing webhooks to the storefront (Standard Webhooks); unset: not sent.
     storefront_webhook_url: str | None = None
@@ -64,6 +67,11 @@ class Settings(BaseSettings):
 
     # Storefront refunds are accepted this long after payment; support may refund any time.
     refund_window_days: int = 7
+
+    # While a checkout waits for its callback it also asks the gateway: first after this
+    # long, then backing off to the maximum (catches lost callbacks).
+    status_check_first_seconds: int = 15
+    status_check_max_seconds: int = 300
 
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
     risk_max_order_amount: int = 50_000_00

@@ -53,6 +53,8 @@ def settings(database_url, ports) -> Settings:
         storefront_webhook_url=f"http://127.0.0.1:{ports['storefront']}/hooks",
         risk_max_order_amount=1_000_000,
         risk_max_orders_per_customer=3,
+        status_check_first_seconds=1,
+        status_check_max_seconds=2,
     )
 
 

@@ -105,14 +105,17 @@ class CheckoutWorkflow:
             f"at {checkout.gateway} since {workflow.now():%Y-%m-%d %H:%M:%S} UTC; "
             f"the payment window closes at {expires_at:%Y-%m-%d %H:%M:%S} UTC"
         )
-        try:
-            await workflow.wait_condition(
-                lambda: self._outcome is not None or self._cancel is not None,
-                timeout=max(expires_at - workflow.now(), timedelta(0)),
-                timeout_summary="payment window",
-            )
-        except TimeoutError:
-            pass
+        if workflow.patched("check-gateway-while-waiting"):
+            await self._wait_for_the_buyer(checkout, expires_at)
+        else:  # checkouts started before status checks existed wait for the callback alone
+            try:
+                await workflow.wait_condition(
+                    lambda: self._outcome is not None or self._cancel is not None,
+                    timeout=max(expires_at - workflow.now(), timedelta(0)),
+                    timeout_summary="payment window",
+                )
+            except TimeoutError:
+                pass
 
         if self._outcome is None:
             # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
@@ -165,6 +168,45 @@ class CheckoutWorkflow:
                 OrderStatus.REFUNDED, f"{reason}; compensated: {', '.join(undone)}"
             )
         return await self._finish(OrderStatus.FULFILLED)
+
+    async def _wait_for_the_buyer(self, checkout: CheckoutInput, expires_at) -> None:
+        """Until the gateway's callback, a cancel request, or the end of the payment window;
+        meanwhile ask the gateway, backing off, so a lost callback cannot lose a payment.
+        The number of checks is bounded by the window (a few per 15 minutes)."""
+        interval = timedelta(seconds=checkout.status_check_first_seconds)
+        order = OrderRef(checkout.order_id, checkout.gateway)
+        while self._outcome is None and self._cancel is None:
+            left = expires_at - workflow.now()
+            if left <= timedelta(0):
+                return
+            try:
+                await workflow.wait_condition(
+                    lambda: self._outcome is not None or self._cancel is not None,
+                    timeout=min(interval, left),
+                    timeout_summary="callback, or time to ask the gateway",
+                )
+            except TimeoutError:
+                if workflow.now() >= expires_at:
+                    return
+                try:
+                    outcome = await workflow.execute_activity_method(
+                        PaymentActivities.payment_status,
+                        order,
+                        start_to_close_timeout=GATEWAY_CALL,
+                        # Bounded: a gateway outage must not keep us from the callback or
+                        # the deadline; the next check tries again.
+                        schedule_to_close_timeout=min(interval, timedelta(minutes=1)),
+                        retry_policy=GATEWAY_RETRY,
+                        summary="ask the gateway about the payment",
+                    )
+                except ActivityError:
+                    outcome = None
+                if self._outcome is None and outcome in (
+                    PaymentOutcome.SUCCEEDED,
+                    PaymentOutcome.DECLINED,
+                ):
+                    self._outcome = outcome
+                interval = min(interval * 2, timedelta(seconds=checkout.status_check_max_seconds))
 
     # ---- messages -----------------------------------------------------------------------------
 

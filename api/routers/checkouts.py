@@ -91,7 +91,7 @@ async def create_checkout(
             order_id = earlier.order_id
             response.headers["Idempotent-Replayed"] = "true"
 
-    checkout = body.to_checkout_input(order_id, expires_in)
+    checkout = body.to_checkout_input(order_id, expires_in, settings)
     view = await _start(temporal, sessions, settings, checkout)
     async with sessions() as session:
         order = await session.get(Order, order_id)

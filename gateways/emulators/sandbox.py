@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from gateways import sandbox_protocol
+from gateways.emulators.faults import Faults
 from kassa.money import format_amount
 
 log = structlog.get_logger("sandbox")
@@ -42,6 +43,7 @@ class SandboxConfig:
     callback_max_attempts: int = 20  # about 15 minutes of retries with the backoff below
     callback_first_backoff: float = 0.2
     callback_max_backoff: float = 60.0
+    faults: Faults | None = None  # misbehaviour from the start (KASSA_SANDBOX_FAULTS)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class SandboxBehaviour:
 
     refunds_settle: Literal["instant", "later"] = "instant"  # later: POST .../settle
     fail_next_refund_calls: int = 0  # answer 500, with no effect
+    faults: Faults = field(default_factory=Faults)
 
 
 @dataclass
@@ -75,7 +78,8 @@ class SandboxState:
         if path is not None and path.exists():
             data = json.loads(path.read_text())
             state.payments, state.refunds = data["payments"], data["refunds"]
-            state.by_order = {p["merchant_order_id"]: p["id"] for p in state.payments.values()}
+            for payment in state.payments.values():  # the first payment of an order is its own
+                state.by_order.setdefault(payment["merchant_order_id"], payment["id"])
         return state
 
 
@@ -100,9 +104,22 @@ class SettleIn(BaseModel):
     outcome: Literal["succeeded", "failed"]
 
 
+class FaultsIn(BaseModel):
+    seed: int = 0
+    drop_callbacks: float = Field(0.0, ge=0, le=1)
+    duplicate_callbacks: int = Field(0, ge=0, le=10)
+    delay_callbacks: float = Field(0.0, ge=0, le=60)
+    reorder_callbacks: bool = False
+    api_errors: float = Field(0.0, ge=0, le=1)
+    lost_answers: float = Field(0.0, ge=0, le=1)
+    slow_seconds: float = Field(0.0, ge=0, le=30)
+    lose_next_answers: int = Field(0, ge=0, le=100)
+
+
 class BehaviourIn(BaseModel):
     refunds_settle: Literal["instant", "later"] = "instant"
     fail_next_refund_calls: int = Field(0, ge=0)
+    faults: FaultsIn = FaultsIn()
 
 
 _PAGE = jinja2.Environment(autoescape=True).from_string(
@@ -131,6 +148,8 @@ _PAGE = jinja2.Environment(autoescape=True).from_string(
 
 def create_app(config: SandboxConfig) -> FastAPI:
     state = SandboxState.load(config.state_file)
+    if config.faults is not None:
+        state.behaviour.faults = config.faults
     deliveries: set[asyncio.Task] = set()
 
     @asynccontextmanager
@@ -169,15 +188,62 @@ def create_app(config: SandboxConfig) -> FastAPI:
         return current(state.payments[payment_id])
 
     def emit(event_type: str, data: dict, notify_url: str) -> None:
+        """Send a signed callback, misbehaving as the faults say."""
+        faults = state.behaviour.faults
         event = {
             "id": "evt_" + secrets.token_hex(12),
             "type": event_type,
             "created": int(_now().timestamp()),
-            "data": data,
+            "data": json.loads(json.dumps(data)),  # as it is now, not as it will be
         }
-        task = asyncio.create_task(deliver(app, event, notify_url))
+        if faults.roll("dropped_callbacks", faults.drop_callbacks):
+            state.callbacks.append(
+                {
+                    "event_id": event["id"],
+                    "type": event_type,
+                    "attempt": 0,
+                    "status_code": "dropped",
+                    "order_id": data.get("merchant_order_id"),
+                }
+            )
+            return
+        events = [event] * (1 + faults.duplicate_callbacks)
+        if faults.duplicate_callbacks:
+            faults.count("duplicated_callbacks", faults.duplicate_callbacks)
+        if faults.reorder_callbacks and event_type == "payment.succeeded":
+            faults.count("reordered_callbacks")
+            events.append(
+                {
+                    **event,
+                    "id": "evt_" + secrets.token_hex(12),
+                    "type": "payment.declined",
+                    "data": {**event["data"], "status": "declined"},
+                }
+            )
+        task = asyncio.create_task(deliver_in_order(events, notify_url, faults.delay_callbacks))
         deliveries.add(task)
         task.add_done_callback(deliveries.discard)
+
+    async def deliver_in_order(events: list[dict], url: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for event in events:
+            await deliver(app, event, url)
+
+    async def api_fault() -> JSONResponse | None:
+        """Before an API call's effect: maybe slow, maybe a 500 with no effect."""
+        faults = state.behaviour.faults
+        if faults.slow_seconds:
+            await asyncio.sleep(faults.slow_seconds)
+        if faults.roll("api_errors", faults.api_errors):
+            return error(500, "internal_error")
+        return None
+
+    def answer(body: dict, status_code: int = 200) -> JSONResponse:
+        """After an API call's effect: maybe the answer is lost (the caller sees a 504)."""
+        faults = state.behaviour.faults
+        if faults.answer_lost():
+            return error(504, "upstream_timeout")
+        return JSONResponse(body, status_code=status_code)
 
     async def deliver(app: FastAPI, event: dict, url: str) -> None:
         body = json.dumps(event).encode()
@@ -217,12 +283,14 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
     @app.post("/v1/payments", status_code=201, dependencies=[Depends(authorized)])
     async def create_payment(body: PaymentIn):
+        if (failure := await api_fault()) is not None:
+            return failure
         existing = state.by_order.get(body.merchant_order_id)
         if existing is not None:
             payment = current(state.payments[existing])
             if (payment["amount"], payment["currency"]) != (body.amount, body.currency):
                 return error(409, "merchant_order_id_reused", payment_id=existing)
-            return JSONResponse(payment, status_code=200)
+            return answer(payment)
         if body.expires_at <= _now():
             return error(400, "expires_at_in_past")
         payment_id = "pay_" + secrets.token_hex(12)
@@ -237,11 +305,25 @@ def create_app(config: SandboxConfig) -> FastAPI:
         state.payments[payment_id] = payment
         state.by_order[body.merchant_order_id] = payment_id
         state.save(config.state_file)
-        return payment
+        return answer(payment, 201)
 
     @app.get("/v1/payments/by-order/{merchant_order_id}", dependencies=[Depends(authorized)])
     async def get_payment_by_order(merchant_order_id: str):
-        return lookup(order_id=merchant_order_id)
+        if (failure := await api_fault()) is not None:
+            return failure
+        return answer(lookup(order_id=merchant_order_id))
+
+    @app.get("/v1/payments", dependencies=[Depends(authorized)])
+    async def list_payments(merchant_order_id: str):
+        """Every capture attempt for a merchant order, the extra ones included."""
+        if (failure := await api_fault()) is not None:
+            return failure
+        found = [
+            current(p)
+            for p in state.payments.values()
+            if p["merchant_order_id"] == merchant_order_id
+        ]
+        return answer({"payments": found})
 
     @app.get("/v1/payments/{payment_id}", dependencies=[Depends(authorized)])
     async def get_payment(payment_id: str):
@@ -249,16 +331,20 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
     @app.post("/v1/payments/by-order/{merchant_order_id}/close", dependencies=[Depends(authorized)])
     async def close_payment(merchant_order_id: str):
+        if (failure := await api_fault()) is not None:
+            return failure
         payment = lookup(order_id=merchant_order_id)
         if payment["status"] == "succeeded":
             return error(409, "payment_already_paid", status="succeeded", id=payment["id"])
         if payment["status"] == "pending":
             payment["status"] = "closed"
             state.save(config.state_file)
-        return payment
+        return answer(payment)
 
     @app.post("/v1/refunds", status_code=201, dependencies=[Depends(authorized)])
     async def create_refund(body: RefundIn):
+        if (failure := await api_fault()) is not None:
+            return failure
         if state.behaviour.fail_next_refund_calls > 0:
             state.behaviour.fail_next_refund_calls -= 1
             return error(500, "internal_error")
@@ -284,7 +370,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
         if state.behaviour.refunds_settle == "instant":
             settle(refund, "succeeded")
         state.save(config.state_file)
-        return refund
+        return answer(refund, 201)
 
     def settle(refund: dict, outcome: str) -> None:
         refund["status"] = outcome
@@ -305,9 +391,49 @@ def create_app(config: SandboxConfig) -> FastAPI:
         settle(refund, body.outcome)
         return refund
 
+    @app.post("/_emulator/payments/{payment_id}/late-capture")
+    async def late_capture(payment_id: str):
+        """The buyer's money is captured although the payment was closed or had expired
+        (the buyer paid while the merchant's close was on its way)."""
+        payment = lookup(payment_id)
+        if payment["status"] not in ("closed", "expired"):
+            return error(409, "payment_not_closed", status=payment["status"])
+        payment["status"] = "succeeded"
+        state.save(config.state_file)
+        emit("payment.succeeded", payment, payment["notify_url"])
+        return payment
+
+    @app.post("/_emulator/payments/{payment_id}/capture-again")
+    async def capture_again(payment_id: str):
+        """The buyer pays the same order a second time (another device, another channel)."""
+        first = lookup(payment_id)
+        second_id = "pay_" + secrets.token_hex(12)
+        second = {
+            **first,
+            "id": second_id,
+            "status": "succeeded",
+            "refunded_amount": 0,
+            "payment_url": f"{config.public_url.rstrip('/')}/pay/{second_id}",
+            "created_at": _now().isoformat(),
+        }
+        state.payments[second_id] = second
+        state.save(config.state_file)
+        emit("payment.succeeded", second, second["notify_url"])
+        return second
+
+    @app.get("/_emulator/faults")
+    async def injected():
+        """The faults in force and how many of each were injected."""
+        faults = state.behaviour.faults
+        return {"settings": faults.settings(), "injected": faults.counts}
+
     @app.put("/_emulator/behaviour")
     async def set_behaviour(body: BehaviourIn):
-        state.behaviour = SandboxBehaviour(**body.model_dump())
+        state.behaviour = SandboxBehaviour(
+            refunds_settle=body.refunds_settle,
+            fail_next_refund_calls=body.fail_next_refund_calls,
+            faults=Faults(**body.faults.model_dump()),
+        )
         return body
 
     @app.get("/v1/refunds/{refund_request_no}", dependencies=[Depends(authorized)])
@@ -362,6 +488,7 @@ def app_from_settings() -> FastAPI:
             api_key=settings.sandbox_api_key,
             webhook_secret=settings.sandbox_webhook_secrets[0],
             state_file=settings.data_dir / "sandbox.json",
+            faults=Faults(**settings.sandbox_faults),
         )
     )
 

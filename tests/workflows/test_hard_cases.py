@@ -1,0 +1,79 @@
+"""Gateways that misbehave (the hard-cases issue), on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest_asyncio
+
+from kassa.contracts import OrderStatus, PaymentEvent, PaymentOutcome, checkout_workflow_id
+from tests.support import buyer_acts, new_checkout
+from tests.workflows.conftest import order_row
+from workflows.checkout import CheckoutWorkflow
+
+
+@pytest_asyncio.fixture
+async def faults(settings):
+    """Make the sandbox gateway misbehave for this test; well-behaved again afterwards."""
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+
+        async def set_faults(**faults):
+            (await http.put("/_emulator/behaviour", json={"faults": faults})).raise_for_status()
+
+        yield set_faults
+        await set_faults()
+
+
+async def test_callback_before_the_payment_call_returned_and_a_lost_answer(
+    started, workflow_env, sandbox, sessions, faults
+):
+    """The gateway opens the payment but its answer is lost; while the activity retries,
+    the buyer pays and the callback arrives. Nothing is lost, nothing is doubled."""
+    await faults(lose_next_answers=1)
+    checkout = new_checkout()
+    starting = asyncio.create_task(started(checkout))
+    while checkout.order_id not in sandbox.by_order:  # the first call took effect
+        await asyncio.sleep(0.01)
+    payment = sandbox.payments[sandbox.by_order[checkout.order_id]]
+    await buyer_acts(payment["payment_url"])
+    handle = workflow_env.client.get_workflow_handle_for(
+        CheckoutWorkflow.run, checkout_workflow_id(checkout.order_id)
+    )
+    await handle.signal(
+        CheckoutWorkflow.payment_event,
+        PaymentEvent(
+            "sandbox",
+            "evt_early",
+            checkout.order_id,
+            payment["id"],
+            PaymentOutcome.SUCCEEDED,
+            checkout.amount,
+            checkout.currency,
+        ),
+    )
+
+    view, _ = await starting
+    result = await handle.result()
+
+    assert result.status == OrderStatus.FULFILLED
+    assert view.payment.payment_id == payment["id"]  # the retry got the same payment
+    assert [
+        p["id"] for p in sandbox.payments.values() if p["merchant_order_id"] == checkout.order_id
+    ] == [payment["id"]]
+    assert sandbox.behaviour.faults.counts == {"lost_answers": 1}
+    assert (await order_row(sessions, checkout.order_id)).status == "fulfilled"
+
+
+async def test_a_lost_callback_is_found_by_asking_the_gateway(started, sessions, faults, sandbox):
+    await faults(drop_callbacks=1.0)
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+    await buyer_acts(view.payment.payment_url)  # its callback is dropped: no signal comes
+
+    result = await handle.result()  # time skips to the first status check
+
+    assert result.status == OrderStatus.FULFILLED
+    assert sandbox.behaviour.faults.counts["dropped_callbacks"] == 1
+    history = (await handle.fetch_history()).to_json()
+    assert "payment_status" in history and "close_payment" not in history
