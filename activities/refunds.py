@@ -3,7 +3,7 @@ record it everywhere at once: refund row, order amounts and status, ledger, enti
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -37,6 +37,13 @@ class RefundActivities:
         self._gateways = gateways
         self._sessions = sessions
 
+    def _gateway(self, name: str) -> PaymentGateway:
+        if name not in self._gateways:
+            raise ApplicationError(
+                f"unknown gateway {name!r}", type="UnknownGateway", non_retryable=True
+            )
+        return self._gateways[name]
+
     @activity.defn
     async def reserve_refund(self, request: RefundInput) -> RefundView:
         """A no-op for refunds the API reserved already; compensation reserves here."""
@@ -59,7 +66,7 @@ class RefundActivities:
     @activity.defn
     async def request_refund(self, request: RefundInput) -> RefundStatus:
         """Ask the gateway to refund; retried with the same refund id, never a second refund."""
-        gateway = self._gateways[request.gateway]
+        gateway = self._gateway(request.gateway)
         try:
             refund = await gateway.refund(
                 NewRefund(
@@ -76,7 +83,7 @@ class RefundActivities:
 
     @activity.defn
     async def refund_status(self, request: RefundInput) -> RefundStatus:
-        return (await self._gateways[request.gateway].get_refund(request.refund_id)).status
+        return (await self._gateway(request.gateway).get_refund(request.refund_id)).status
 
     @activity.defn
     async def complete_refund(self, request: RefundInput) -> None:
@@ -91,7 +98,16 @@ class RefundActivities:
                 .returning(Refund)
             )
             if refund is None:
-                return  # completed before: this is a retry
+                status = await session.scalar(
+                    select(Refund.status).where(Refund.refund_id == request.refund_id)
+                )
+                if status == RefundStatus.SUCCEEDED:
+                    return  # completed before: this is a retry
+                raise ApplicationError(  # money moved for a refund we had written off
+                    f"refund {request.refund_id} succeeded at the gateway but is {status} here",
+                    type="RefundStateConflict",
+                    non_retryable=True,
+                )
             order = await session.scalar(
                 update(Order)
                 .where(Order.order_id == refund.order_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -57,6 +57,11 @@ def _caller(
         headers={"WWW-Authenticate": "Bearer"},
     )
 
+
+# Ids in paths obey the same rules as in bodies: anything else cannot exist, so 404.
+_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+OrderIdPath = Annotated[str, Path(pattern=_ID_PATTERN)]
+RefundIdPath = Annotated[str, Path(pattern=_ID_PATTERN)]
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker, Depends(_sessions)]

@@ -136,7 +136,7 @@ class RefundIn(BaseModel):
     amount: StrictInt | None = Field(
         None, gt=0, description="Minor units; default: everything not yet refunded."
     )
-    reason: _text(500) = "requested by the storefront"
+    reason: _text(500) | None = None  # default: who asked
 
 
 class RefundOut(BaseModel):

@@ -7,6 +7,7 @@ defaults can be added later without breaking running workflows.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -128,6 +129,11 @@ def checkout_workflow_id(order_id: str) -> str:
 
 def refund_workflow_id(refund_id: str) -> str:
     return f"refund-{refund_id}"
+
+
+def compensation_refund_id(order_id: str) -> str:
+    """The one refund that undoes a checkout; short whatever the order id's length."""
+    return f"rf_comp_{hashlib.sha256(order_id.encode()).hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateways.base import PaymentGateway
-from kassa.contracts import PaymentOutcome
+from kassa.contracts import PaymentOutcome, RefundStatus
 from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund
 
 REVENUE = "revenue"
@@ -106,7 +106,14 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
             .where(Order.gateway_payment_id.is_not(None))
             .group_by(Order.order_id)
         )
+        in_flight = set(
+            await session.scalars(
+                select(Refund.order_id).where(Refund.status == RefundStatus.PENDING)
+            )
+        )
         for order, held_amount, refunded_amount, captured_amount in rows:
+            if order.order_id in in_flight:
+                continue  # a refund is on its way: the books follow when it settles
             if refunded_amount > captured_amount:
                 problems.append(
                     f"order {order.order_id}: refunded {refunded_amount} is more "

@@ -50,6 +50,8 @@ async def reserve(
     existing = await session.get(Refund, refund_id)
     if existing is not None:
         return existing
+    if order.status == OrderStatus.REFUNDED:
+        raise RefundRefused(409, "nothing-to-refund", "The order is refunded in full", "order_id")
     if order.status not in _REFUNDABLE[requested_by]:
         raise RefundRefused(
             409,
@@ -72,7 +74,12 @@ async def reserve(
     )
     remaining = order.amount - reserved
     if remaining <= 0:
-        raise RefundRefused(409, "nothing-to-refund", "The order is refunded in full", "order_id")
+        raise RefundRefused(
+            409,
+            "nothing-to-refund",
+            "Nothing is left to refund (refunds in progress included)",
+            "order_id",
+        )
     amount = remaining if amount is None else amount
     if amount > remaining:
         raise RefundRefused(

@@ -17,6 +17,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.refund import RefundWorkflow
 from workflows.saga import Saga
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
         StorefrontEvent,
         checkout_workflow_id,
+        compensation_refund_id,
         refund_workflow_id,
     )
     from kassa.money import format_amount
@@ -270,8 +272,12 @@ class CheckoutWorkflow:
     async def _refund_in_full(self, reason: str) -> None:
         """Compensation: give the buyer everything back, through the refund workflow."""
         c = self._checkout
+        if workflow.patched("short-compensation-refund-id"):
+            refund_id = compensation_refund_id(c.order_id)
+        else:  # compensations started before: the id their history already has
+            refund_id = f"rf_{c.order_id}_compensation"
         refund = RefundInput(
-            f"rf_{c.order_id}_compensation",
+            refund_id,
             c.order_id,
             c.gateway,
             c.amount,
@@ -280,7 +286,11 @@ class CheckoutWorkflow:
             Caller.SYSTEM,
         )
         result = await workflow.execute_child_workflow(
-            RefundWorkflow.run, refund, id=refund_workflow_id(refund.refund_id)
+            RefundWorkflow.run,
+            refund,
+            id=refund_workflow_id(refund.refund_id),
+            # Terminating this checkout must not stop a refund that moves money.
+            parent_close_policy=ParentClosePolicy.ABANDON,
         )
         if result.status != RefundStatus.SUCCEEDED:
             # The buyer paid and got nothing: fail loudly so support sees it at once.

@@ -56,9 +56,13 @@ class RefundWorkflow:
             [SA_ORDER_ID.value_set(refund.order_id), SA_REFUND_STATUS.value_set(str(self._status))]
         )
         try:
-            await db_step(RefundActivities.reserve_refund, refund, "reserve the amount")
+            reserved = await db_step(RefundActivities.reserve_refund, refund, "reserve the amount")
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
             return await self._fail(f"refused: {failure_message(err)}", reserved=False)
+        if reserved.status != RefundStatus.PENDING:
+            # This refund id was settled before (a reset, a repeated start): never ask again.
+            self._status, self._failure = reserved.status, reserved.failure_reason
+            return self._view()
 
         shown = format_amount(refund.amount, refund.currency)
         workflow.set_current_details(f"Asking {refund.gateway} to refund {shown}")
@@ -87,15 +91,23 @@ class RefundWorkflow:
                 )
                 status = self._reported
             except TimeoutError:
-                status = await workflow.execute_activity_method(
-                    RefundActivities.refund_status,
-                    refund,
-                    start_to_close_timeout=GATEWAY_CALL,
-                    retry_policy=GATEWAY_RETRY,
-                    summary="ask the gateway about the refund",
-                )
+                try:
+                    status = await workflow.execute_activity_method(
+                        RefundActivities.refund_status,
+                        refund,
+                        start_to_close_timeout=GATEWAY_CALL,
+                        schedule_to_close_timeout=LAST_CHECK_INTERVAL,
+                        retry_policy=GATEWAY_RETRY,
+                        summary="ask the gateway about the refund",
+                    )
+                except ActivityError:
+                    pass  # an unanswered check decides nothing: wait and ask again
                 interval = min(interval * 2, LAST_CHECK_INTERVAL)
-            if status == RefundStatus.PENDING and workflow.info().is_continue_as_new_suggested():
+            if (
+                status == RefundStatus.PENDING
+                and self._reported is None  # a callback in hand would be lost by continuing
+                and workflow.info().is_continue_as_new_suggested()
+            ):
                 workflow.continue_as_new(refund)  # asking again is safe: same refund id
 
         if status == RefundStatus.FAILED:

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeou
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CallerDep, SessionDep, SettingsDep, SupportDep, TemporalDep
+from api.deps import CallerDep, OrderIdPath, SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.problems import Problem
 from api.routers.refunds import refund_out
 from api.schemas import CancelIn, LedgerEntryOut, LedgerTransactionOut, OrderOut
@@ -47,7 +47,7 @@ def _out(order: Order, refunds: list[Refund] = ()) -> OrderOut:
 
 
 @router.get("/{order_id}", response_model=OrderOut, operation_id="get_order")
-async def get_order(order_id: str, caller: CallerDep, session: SessionDep) -> OrderOut:
+async def get_order(order_id: OrderIdPath, caller: CallerDep, session: SessionDep) -> OrderOut:
     order = await _order(session, order_id)
     refunds = await session.scalars(
         select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at)
@@ -61,7 +61,7 @@ async def get_order(order_id: str, caller: CallerDep, session: SessionDep) -> Or
     operation_id="get_order_ledger",
 )
 async def get_order_ledger(
-    order_id: str, caller: SupportDep, session: SessionDep
+    order_id: OrderIdPath, caller: SupportDep, session: SessionDep
 ) -> list[LedgerTransactionOut]:
     """Every ledger transaction of the order, oldest first (support key only)."""
     await _order(session, order_id)
@@ -90,7 +90,7 @@ async def get_order_ledger(
     responses={409: {"description": "the order is paid or already ended"}},
 )
 async def cancel_order(
-    order_id: str,
+    order_id: OrderIdPath,
     caller: CallerDep,
     session: SessionDep,
     temporal: TemporalDep,

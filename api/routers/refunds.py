@@ -19,7 +19,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.deps import CallerDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
+from api.deps import (
+    CallerDep,
+    OrderIdPath,
+    RefundIdPath,
+    SessionDep,
+    SessionsDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.problems import Problem
 from api.routers.checkouts import IDEMPOTENCY_KEY, require_idempotency_key
 from api.schemas import RefundIn, RefundOut
@@ -47,7 +55,7 @@ def refund_out(refund: Refund) -> RefundOut:
     },
 )
 async def create_refund(
-    order_id: str,
+    order_id: OrderIdPath,
     body: RefundIn,
     caller: CallerDep,
     response: Response,
@@ -90,7 +98,7 @@ async def create_refund(
                 refund_id=refund_id,
                 order_id=order_id,
                 amount=body.amount,
-                reason=body.reason,
+                reason=body.reason or f"requested by {caller}",
                 requested_by=caller,
                 window=window,
             )
@@ -130,7 +138,7 @@ async def create_refund(
 
 
 @router.get("/refunds/{refund_id}", response_model=RefundOut, operation_id="get_refund")
-async def get_refund(refund_id: str, caller: CallerDep, session: SessionDep) -> RefundOut:
+async def get_refund(refund_id: RefundIdPath, caller: CallerDep, session: SessionDep) -> RefundOut:
     refund = await session.get(Refund, refund_id)
     if refund is None:
         raise Problem(404, "refund-not-found", f"No refund {refund_id}", field="refund_id")

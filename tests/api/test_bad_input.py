@@ -145,6 +145,23 @@ async def test_oversize_body_is_413(stack, unchanged):
     assert streamed.json()["field"] == "body"
 
 
+@pytest.mark.parametrize("order_id", ["a%00b", "x" * 65, "semi;colon"])
+async def test_impossible_ids_in_paths_are_refused_naming_them(stack, unchanged, order_id):
+    async with stack.http() as api:
+        answers = [
+            await api.get(f"/v1/orders/{order_id}"),
+            await api.post(
+                f"/v1/orders/{order_id}/refunds",
+                json={},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            ),
+            await api.get(f"/v1/refunds/{order_id}"),
+        ]
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] in ("order_id", "refund_id")
+
+
 async def test_unknown_order_is_404(stack, unchanged):
     async with stack.http() as api:
         response = await api.get("/v1/orders/ord_missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -18,6 +19,7 @@ from kassa.contracts import (
     RefundEvent,
     RefundInput,
     RefundStatus,
+    compensation_refund_id,
     refund_workflow_id,
 )
 from kassa.models import LedgerEntry, LedgerTransaction, Refund
@@ -113,20 +115,21 @@ async def test_partial_then_full_refund(
 
 
 async def test_refund_settled_later_by_callback(
-    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, settings
+    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, settings, sandbox
 ):
     await gateway_behaviour(refunds_settle="later")
     checkout = await fulfilled()
     handle = await refund(time_skipping_env, task_queue, checkout, 3000)
     refund_id = f"rf_{checkout.order_id}_1"
+    while refund_id not in sandbox.refunds:  # the gateway accepted it for processing
+        await asyncio.sleep(0.01)
     async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
-        while (await handle.query(RefundWorkflow.state)).status != RefundStatus.PENDING:
-            pass
         settled = await http.post(
             f"/_emulator/refunds/{refund_id}/settle", json={"outcome": "succeeded"}
         )
         settled.raise_for_status()
-    # The gateway's callback, as the API delivers it after verifying it.
+    # The gateway's callback, as the API delivers it after verifying it. Time does not move
+    # until we await the result, so no status check can have come first.
     await handle.signal(
         RefundWorkflow.refund_event,
         RefundEvent("sandbox", "evt_r1", refund_id, RefundStatus.SUCCEEDED),
@@ -134,6 +137,7 @@ async def test_refund_settled_later_by_callback(
 
     assert (await handle.result()).status == RefundStatus.SUCCEEDED
     assert (await order_row(sessions, checkout.order_id)).status == "refunded"
+    assert "refund_status" not in (await handle.fetch_history()).to_json()
 
 
 async def test_refund_settled_later_is_found_by_polling(
@@ -248,7 +252,7 @@ class TestCompensation:
         assert "fulfilment failed" in order.status_reason
         assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 4500
         async with sessions() as session:
-            refund_row = await session.get(Refund, f"rf_{checkout.order_id}_compensation")
+            refund_row = await session.get(Refund, compensation_refund_id(checkout.order_id))
         assert (refund_row.status, refund_row.requested_by) == ("succeeded", "system")
         assert await entitlements(sessions, checkout.order_id, active_only=True) == []
         assert [w["payload"]["type"] for w in storefront.for_order(checkout.order_id)] == [
