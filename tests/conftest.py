@@ -54,6 +54,7 @@ def settings(database_url, ports) -> Settings:
         risk_max_order_amount=1_000_000,
         risk_max_orders_per_customer=3,
         status_check_first_seconds=1,
+        expires_in_min=2,  # payment windows of seconds, for the randomized runs
         status_check_max_seconds=2,
     )
 
