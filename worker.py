@@ -61,6 +61,7 @@ def build_worker(
         invoices.issue_invoice,
         invoices.void_invoice,
         refunds.reserve_refund,
+        refunds.record_stray_capture,
         refunds.request_refund,
         refunds.refund_status,
         refunds.complete_refund,

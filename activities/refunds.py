@@ -4,6 +4,7 @@ record it everywhere at once: refund row, order amounts and status, ledger, enti
 from __future__ import annotations
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,7 +18,7 @@ from kassa.contracts import (
     RefundStatus,
     RefundView,
 )
-from kassa.models import Entitlement, Order, Refund
+from kassa.models import Entitlement, Order, Refund, StrayCapture
 
 
 def refund_view(refund: Refund) -> RefundView:
@@ -64,6 +65,35 @@ class RefundActivities:
             return refund_view(refund)
 
     @activity.defn
+    async def record_stray_capture(self, request: RefundInput) -> RefundView:
+        """Book money no order keeps (gateway +, unallocated −) before giving it back."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(StrayCapture)
+                .values(
+                    payment_id=request.payment_id,
+                    refund_id=request.refund_id,
+                    order_id=request.order_id,
+                    gateway=request.gateway,
+                    kind=request.stray,
+                    amount=request.amount,
+                    currency=request.currency,
+                    status=RefundStatus.PENDING,
+                )
+                .on_conflict_do_nothing(index_elements=[StrayCapture.payment_id])
+            )
+            stray = await session.get(StrayCapture, request.payment_id)
+            await ledger.post_stray_capture(session, stray)
+            return RefundView(
+                request.refund_id,
+                request.order_id,
+                RefundStatus(stray.status),
+                stray.amount,
+                stray.currency,
+                request.reason,
+            )
+
+    @activity.defn
     async def request_refund(self, request: RefundInput) -> RefundStatus:
         """Ask the gateway to refund; retried with the same refund id, never a second refund."""
         gateway = self._gateway(request.gateway)
@@ -75,6 +105,7 @@ class RefundActivities:
                     request.amount,
                     request.currency,
                     request.reason,
+                    request.payment_id,
                 )
             )
         except GatewayRejected as err:
@@ -87,6 +118,8 @@ class RefundActivities:
 
     @activity.defn
     async def complete_refund(self, request: RefundInput) -> None:
+        if request.stray:
+            return await self._complete_stray_refund(request)
         async with self._sessions.begin() as session:
             refund = await session.scalar(
                 update(Refund)
@@ -134,6 +167,18 @@ class RefundActivities:
                 )
             await ledger.post_refund(session, order, refund)
 
+    async def _complete_stray_refund(self, request: RefundInput) -> None:
+        async with self._sessions.begin() as session:
+            stray = await session.scalar(
+                update(StrayCapture)
+                .where(StrayCapture.payment_id == request.payment_id)
+                .where(StrayCapture.status == RefundStatus.PENDING)
+                .values(status=RefundStatus.SUCCEEDED, refunded_at=func.now())
+                .returning(StrayCapture)
+            )
+            if stray is not None:
+                await ledger.post_stray_refund(session, stray)
+
     @activity.defn
     async def fail_refund(self, failure: RefundFailure) -> None:
         """Release the reservation; the order keeps its money and its status."""
@@ -145,4 +190,10 @@ class RefundActivities:
                 .values(
                     status=RefundStatus.FAILED, failure_reason=failure.reason, updated_at=func.now()
                 )
+            )
+            await session.execute(  # or a stray capture's refund: support takes over
+                update(StrayCapture)
+                .where(StrayCapture.refund_id == failure.refund_id)
+                .where(StrayCapture.status == RefundStatus.PENDING)
+                .values(status=RefundStatus.FAILED)
             )

@@ -59,6 +59,7 @@ class NewRefund:
     amount: int
     currency: str
     reason: str
+    payment_id: str | None = None  # a particular capture; default: the order's payment
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class PaymentGateway(Protocol):
         ...
 
     async def get_payment(self, merchant_order_id: str) -> GatewayPayment: ...
+
+    async def list_payments(self, merchant_order_id: str) -> list[GatewayPayment]:
+        """Every capture attempt for the order, extra ones (a second payment) included."""
+        ...
 
     async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
         """Close an unpaid payment: CLOSED, or SUCCEEDED when the buyer already paid."""

@@ -97,14 +97,20 @@ class SandboxGateway:
             return PaymentOutcome.SUCCEEDED
         return _OUTCOMES[data["status"]]
 
+    async def list_payments(self, merchant_order_id: str) -> list[GatewayPayment]:
+        data = await self._call("GET", f"/v1/payments?merchant_order_id={merchant_order_id}")
+        return [_payment(p) for p in data["payments"]]
+
     async def refund(self, refund: NewRefund) -> GatewayRefund:
-        payment = await self.get_payment(refund.merchant_order_id)
+        payment_id = (
+            refund.payment_id or (await self.get_payment(refund.merchant_order_id)).payment_id
+        )
         return _refund(
             await self._call(
                 "POST",
                 "/v1/refunds",
                 {
-                    "payment_id": payment.payment_id,
+                    "payment_id": payment_id,
                     "refund_request_no": refund.refund_no,
                     "amount": refund.amount,
                     "reason": refund.reason,

@@ -97,6 +97,13 @@ class RefundStatus(StrEnum):
     FAILED = "failed"
 
 
+class StrayKind(StrEnum):
+    """Money captured that no order keeps: it goes back to the buyer."""
+
+    LATE_PAYMENT = "late_payment"  # paid after the order expired, was cancelled or failed
+    DOUBLE_PAYMENT = "double_payment"  # a second capture for an order already paid
+
+
 class Caller(StrEnum):
     """Who asked: the storefront's key, the support key, or Kassa itself (compensation)."""
 
@@ -129,6 +136,11 @@ def checkout_workflow_id(order_id: str) -> str:
 
 def refund_workflow_id(refund_id: str) -> str:
     return f"refund-{refund_id}"
+
+
+def stray_refund_id(payment_id: str) -> str:
+    """The one refund of a capture no order keeps: every report of it finds the same one."""
+    return f"rf_stray_{hashlib.sha256(payment_id.encode()).hexdigest()[:32]}"
 
 
 def compensation_refund_id(order_id: str) -> str:
@@ -263,6 +275,9 @@ class RefundInput:
     currency: str
     reason: str
     requested_by: Caller = Caller.STOREFRONT
+    # Set for the refund of a stray capture: which gateway payment, and why it is stray.
+    payment_id: str | None = None
+    stray: StrayKind | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Accounts:
   gateway:<name>  money the gateway holds for us (asset; its balance is what we can refund)
   revenue         what buyers paid for orders (credit balance)
   refunds         what went back to buyers (contra-revenue, debit balance)
+  unallocated     money captured that no order keeps (late or second payments), owed back
 
 The database enforces balance and append-only (migration 0002); `post` makes a retried
 activity a no-op through the transaction's unique key.
@@ -18,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateways.base import PaymentGateway
 from kassa.contracts import PaymentOutcome, RefundStatus
-from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund
+from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund, StrayCapture
 
 REVENUE = "revenue"
 REFUNDS = "refunds"
+UNALLOCATED = "unallocated"
 
 
 def gateway_account(gateway: str) -> str:
@@ -78,6 +80,28 @@ async def post_refund(session: AsyncSession, order: Order, refund: Refund) -> bo
     )
 
 
+async def post_stray_capture(session: AsyncSession, stray: StrayCapture) -> bool:
+    return await post(
+        session,
+        f"stray:{stray.payment_id}",
+        stray.order_id,
+        "stray_capture",
+        stray.currency,
+        {gateway_account(stray.gateway): stray.amount, UNALLOCATED: -stray.amount},
+    )
+
+
+async def post_stray_refund(session: AsyncSession, stray: StrayCapture) -> bool:
+    return await post(
+        session,
+        f"stray-refund:{stray.payment_id}",
+        stray.order_id,
+        "stray_refund",
+        stray.currency,
+        {UNALLOCATED: stray.amount, gateway_account(stray.gateway): -stray.amount},
+    )
+
+
 async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway]) -> list[str]:
     """Every violation of the ledger's invariants; an empty list means the books are right."""
     problems: list[str] = []
@@ -110,6 +134,10 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
             await session.scalars(
                 select(Refund.order_id).where(Refund.status == RefundStatus.PENDING)
             )
+        ) | set(
+            await session.scalars(
+                select(StrayCapture.order_id).where(StrayCapture.status == RefundStatus.PENDING)
+            )
         )
         for order, held_amount, refunded_amount, captured_amount in rows:
             if order.order_id in in_flight:
@@ -128,10 +156,11 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
             if gateway is None:
                 problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
                 continue
-            payment = await gateway.get_payment(order.order_id)
-            at_gateway = (
-                payment.amount if payment.outcome == PaymentOutcome.SUCCEEDED else 0
-            ) - payment.refunded_amount
+            payments = await gateway.list_payments(order.order_id)
+            at_gateway = sum(
+                (p.amount if p.outcome == PaymentOutcome.SUCCEEDED else 0) - p.refunded_amount
+                for p in payments
+            )
             if held_amount != at_gateway:
                 problems.append(
                     f"order {order.order_id}: ledger says the gateway holds "

@@ -171,3 +171,21 @@ class Invoice(Base):
     status: Mapped[str] = mapped_column(String(16))  # issued | void
     issued_at: Mapped[datetime] = _now_column()
     voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StrayCapture(Base):
+    """Money a gateway captured that no order keeps (a late or a second payment); it is
+    refunded by its own refund workflow."""
+
+    __tablename__ = "stray_captures"
+
+    payment_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    refund_id: Mapped[str] = mapped_column(String(64), unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed (its refund)
+    created_at: Mapped[datetime] = _now_column()
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

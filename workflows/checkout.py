@@ -16,7 +16,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.refund import RefundWorkflow
@@ -51,9 +56,11 @@ with workflow.unsafe.imports_passed_through():
         RefundStatus,
         StatusChange,
         StorefrontEvent,
+        StrayKind,
         checkout_workflow_id,
         compensation_refund_id,
         refund_workflow_id,
+        stray_refund_id,
     )
     from kassa.money import format_amount
 
@@ -72,6 +79,8 @@ class CheckoutWorkflow:
         self._outcome: PaymentOutcome | None = None  # the first decisive word from the gateway
         self._events_seen: set[str] = set()
         self._cancel: CancelRequest | None = None
+        self._window_closed = False  # the gateway payment was closed unpaid
+        self._strays: list[PaymentEvent] = []  # captures this order does not keep
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
@@ -131,6 +140,7 @@ class CheckoutWorkflow:
                 summary="close the payment at the gateway",
             )
             if closed.outcome != PaymentOutcome.SUCCEEDED:
+                self._window_closed = True
                 reason = self._cancel.reason if self._cancel else "payment window closed"
                 return await self._finish(ending, reason)
             self._outcome = PaymentOutcome.SUCCEEDED  # the buyer paid before the close
@@ -214,14 +224,22 @@ class CheckoutWorkflow:
 
     @workflow.signal
     def payment_event(self, event: PaymentEvent) -> None:
-        """A verified gateway callback. Duplicates and anything after the first decisive
-        outcome change nothing."""
+        """A verified gateway callback. The first decisive word about this checkout's payment
+        counts; duplicates and contrary words after it change nothing. Money captured that
+        the order does not keep (another payment, or one after the window closed) is given
+        back by its own refund when the checkout ends."""
         if event.event_id in self._events_seen:
             return
         self._events_seen.add(event.event_id)
-        decisive = event.outcome in (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED)
-        if decisive and self._outcome is None:
+        if event.outcome not in (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED):
+            return
+        ours = self._session is None or event.payment_id == self._session.payment_id
+        if ours and self._outcome is None and not self._window_closed:
             self._outcome = event.outcome
+        elif event.outcome == PaymentOutcome.SUCCEEDED and not (
+            ours and self._outcome == PaymentOutcome.SUCCEEDED
+        ):
+            self._strays.append(event)
 
     @workflow.update
     async def payment_session(self) -> CheckoutView:
@@ -267,7 +285,36 @@ class CheckoutWorkflow:
         )
         workflow.set_current_details(f"Done: {status}" + (f" ({reason})" if reason else ""))
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._give_back_strays()
         return self._view()
+
+    async def _give_back_strays(self) -> None:
+        """Start the refund of every capture this order does not keep. Reports that come
+        after the checkout ended reach the same refunds through the API (same ids)."""
+        kind = StrayKind.DOUBLE_PAYMENT if self._status.is_paid else StrayKind.LATE_PAYMENT
+        c = self._checkout
+        while self._strays:
+            event = self._strays.pop(0)
+            refund = RefundInput(
+                stray_refund_id(event.payment_id),
+                c.order_id,
+                c.gateway,
+                event.amount,
+                event.currency,
+                f"{kind}: payment {event.payment_id}",
+                Caller.SYSTEM,
+                payment_id=event.payment_id,
+                stray=kind,
+            )
+            try:
+                await workflow.start_child_workflow(
+                    RefundWorkflow.run,
+                    refund,
+                    id=refund_workflow_id(refund.refund_id),
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+            except WorkflowAlreadyStartedError:
+                pass
 
     async def _refund_in_full(self, reason: str) -> None:
         """Compensation: give the buyer everything back, through the refund workflow."""

@@ -27,7 +27,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
     from kassa.contracts import (
         SA_ORDER_ID,
+        SA_PAYMENT_STATUS,
         SA_REFUND_STATUS,
+        PaymentEvent,
         RefundEvent,
         RefundFailure,
         RefundInput,
@@ -49,14 +51,27 @@ class RefundWorkflow:
         self._status = RefundStatus.PENDING
         self._failure: str | None = None
         self._reported: RefundStatus | None = None  # settled, says the gateway's callback
+        self._reports = 0
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
         workflow.upsert_search_attributes(
-            [SA_ORDER_ID.value_set(refund.order_id), SA_REFUND_STATUS.value_set(str(self._status))]
+            [
+                SA_ORDER_ID.value_set(refund.order_id),
+                SA_REFUND_STATUS.value_set(str(self._status)),
+                # Support lists stray captures by PaymentStatus = 'late_payment' and so on.
+                *([SA_PAYMENT_STATUS.value_set(str(refund.stray))] if refund.stray else []),
+            ]
         )
         try:
-            reserved = await db_step(RefundActivities.reserve_refund, refund, "reserve the amount")
+            if refund.stray:  # money no order keeps: book it, then give it back
+                reserved = await db_step(
+                    RefundActivities.record_stray_capture, refund, f"record the {refund.stray}"
+                )
+            else:
+                reserved = await db_step(
+                    RefundActivities.reserve_refund, refund, "reserve the amount"
+                )
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
             return await self._fail(f"refused: {failure_message(err)}", reserved=False)
         if reserved.status != RefundStatus.PENDING:
@@ -123,6 +138,12 @@ class RefundWorkflow:
         """A verified gateway callback; the first settled status counts."""
         if self._reported is None and event.status != RefundStatus.PENDING:
             self._reported = event.status
+
+    @workflow.signal
+    def report(self, event: PaymentEvent) -> None:
+        """Another report of the stray capture this refund gives back (signal-with-start
+        makes every report land here, so two reports start one refund)."""
+        self._reports += 1
 
     @workflow.query
     def state(self) -> RefundView:

@@ -14,13 +14,27 @@ import json
 import structlog
 from fastapi import APIRouter, Request
 from sqlalchemy.dialects.postgresql import insert
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import GatewaysDep, SessionsDep, TemporalDep
+from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
 from api.problems import Problem
 from gateways.base import InvalidSignature, MalformedCallback
-from kassa.contracts import RefundEvent, checkout_workflow_id, refund_workflow_id
-from kassa.models import PaymentEventRecord
+from kassa.contracts import (
+    Caller,
+    OrderStatus,
+    PaymentEvent,
+    PaymentOutcome,
+    RefundEvent,
+    RefundInput,
+    StrayKind,
+    checkout_workflow_id,
+    refund_workflow_id,
+    stray_refund_id,
+)
+from kassa.models import Order, PaymentEventRecord
+from kassa.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.refund import RefundWorkflow
 
@@ -35,6 +49,7 @@ async def receive_callback(
     gateways: GatewaysDep,
     sessions: SessionsDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> dict:
     adapter = gateways.get(gateway)
     if adapter is None:
@@ -79,19 +94,73 @@ async def receive_callback(
             )
             .on_conflict_do_nothing()
         )
-    await _signal(
+    delivered = await _signal(
         temporal, checkout_workflow_id(event.order_id), CheckoutWorkflow.payment_event, event
     )
+    if not delivered and event.outcome == PaymentOutcome.SUCCEEDED:
+        await _report_stray(temporal, sessions, settings, event)
     return {"received": True}
 
 
-async def _signal(temporal, workflow_id: str, signal, event) -> None:
+async def _signal(temporal, workflow_id: str, signal, event) -> bool:
+    """Signal a running workflow; False if none runs under that id."""
     try:
         await temporal.get_workflow_handle(workflow_id).signal(signal, event)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise Problem(503, "temporal-unavailable", "Try again later") from err
-        # Nothing running to act on it (late payments are the hard-cases issue's business).
-        log.warning(
+        log.info(
             "callback for no running workflow", workflow_id=workflow_id, event_id=event.event_id
         )
+        return False
+    return True
+
+
+async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEvent) -> None:
+    """A capture reported after its checkout ended: unless it is the capture the order kept,
+    it is a late or a second payment, and its own refund workflow gives it back.
+    Signal-with-start on an id derived from the gateway payment: two reports, one refund."""
+    async with sessions() as session:
+        order = await session.get(Order, event.order_id)
+    if order is None:
+        log.warning(
+            "capture for an unknown order", order_id=event.order_id, payment_id=event.payment_id
+        )
+        return
+    status = OrderStatus(order.status)
+    if status.is_paid and event.payment_id == order.gateway_payment_id:
+        return  # the capture the order kept, reported again
+    if not status.is_final:
+        # No checkout runs, yet the order never ended (terminated by hand?): support decides.
+        log.error(
+            "capture for an order stuck in %s",
+            status,
+            order_id=order.order_id,
+            payment_id=event.payment_id,
+        )
+        return
+    kind = StrayKind.DOUBLE_PAYMENT if status.is_paid else StrayKind.LATE_PAYMENT
+    refund = RefundInput(
+        stray_refund_id(event.payment_id),
+        order.order_id,
+        order.gateway,
+        event.amount,
+        event.currency,
+        f"{kind}: payment {event.payment_id}",
+        Caller.SYSTEM,
+        payment_id=event.payment_id,
+        stray=kind,
+    )
+    try:
+        await temporal.start_workflow(
+            RefundWorkflow.run,
+            refund,
+            id=refund_workflow_id(refund.refund_id),
+            task_queue=settings.task_queue,
+            start_signal="report",
+            start_signal_args=[event],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"Refund of the {kind} {event.payment_id} on order {order.order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # given back already

@@ -38,7 +38,9 @@ async def buyer(api: httpx.AsyncClient, dice: random.Random, behaviour: str) -> 
     if checkout["payment"] is None:
         # Opening failed for good: the gateway's errors outlasted a window of seconds.
         assert (checkout["status"], checkout["reason"][:26]) == (
-            "failed", "could not open the payment"), checkout
+            "failed",
+            "could not open the payment",
+        ), checkout
         return order_id
     url = checkout["payment"]["payment_url"]
     await asyncio.sleep(dice.uniform(0, 1.5))

@@ -44,9 +44,12 @@ async def workflow_env(time_skipping_env):
 async def started(
     workflow_env, settings, sandbox, storefront, sessions, task_queue, replaced_activities
 ):
-    """Start checkouts on a worker of this test's own."""
+    """Start checkouts on a worker of this test's own. The gateway's callbacks go nowhere:
+    these tests deliver them as signals themselves (the API of the end-to-end tests talks to
+    another Temporal server and must not see these orders)."""
     client = workflow_env.client
-    async with running_worker(client, settings, task_queue, replaced_activities):
+    isolated = settings.model_copy(update={"public_api_url": "http://127.0.0.1:9"})
+    async with running_worker(client, isolated, task_queue, replaced_activities):
 
         async def start(checkout: CheckoutInput):
             view = await start_checkout(client, checkout, task_queue, wait_seconds=30)
