@@ -1,0 +1,82 @@
+"""Money the order does not keep goes back by itself: a payment captured after the order
+expired, and a second payment for an order already paid (the hard-cases issue)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from kassa.contracts import SA_PAYMENT_STATUS, refund_workflow_id, stray_refund_id
+from kassa.models import LedgerEntry, LedgerTransaction, StrayCapture
+from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
+from tests.e2e.test_refunds import bought
+from tests.support import eventually
+
+
+async def stray_of(sessions, payment_id: str) -> StrayCapture | None:
+    async with sessions() as session:
+        return await session.get(StrayCapture, payment_id)
+
+
+async def ledger_kinds(sessions, order_id: str) -> list[tuple[str, str, int]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(LedgerTransaction.kind, LedgerEntry.account, LedgerEntry.amount)
+            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(LedgerTransaction.order_id == order_id)
+            .order_by(LedgerEntry.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_payment_after_expiry_is_refunded(stack, sandbox, sessions, settings):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body(expires_in_seconds=2))).json()
+        order = await wait_for_status(api, checkout["order_id"], "expired")
+    payment_id = checkout["payment"]["payment_url"].rsplit("/", 1)[1]
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        # The buyer's money arrives anyway, and the gateway says so twice.
+        await http.put("/_emulator/behaviour", json={"faults": {"duplicate_callbacks": 1}})
+        try:
+            (await http.post(f"/_emulator/payments/{payment_id}/late-capture")).raise_for_status()
+            stray = await eventually(lambda: _refunded(sessions, payment_id), timeout=30)
+        finally:
+            await http.put("/_emulator/behaviour", json={})
+
+    assert (stray.kind, stray.amount, stray.status) == ("late_payment", 29700, "succeeded")
+    payment = sandbox.payments[payment_id]
+    assert (payment["status"], payment["refunded_amount"]) == ("succeeded", 29700)
+    assert len([r for r in sandbox.refunds.values() if r["payment_id"] == payment_id]) == 1
+    async with stack.http() as api:
+        assert (await api.get(f"/v1/orders/{order['order_id']}")).json()["status"] == "expired"
+    assert await ledger_kinds(sessions, order["order_id"]) == [
+        ("stray_capture", "gateway:sandbox", 29700),
+        ("stray_capture", "unallocated", -29700),
+        ("stray_refund", "unallocated", 29700),
+        ("stray_refund", "gateway:sandbox", -29700),
+    ]
+    described = await stack.temporal.get_workflow_handle(
+        refund_workflow_id(stray_refund_id(payment_id))
+    ).describe()
+    assert described.typed_search_attributes.get(SA_PAYMENT_STATUS) == "late_payment"
+
+
+async def test_a_second_payment_is_refunded_and_the_first_kept(stack, sandbox, sessions, settings):
+    async with stack.http() as api:
+        order = await bought(api)
+    first = sandbox.by_order[order["order_id"]]
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        second = (await http.post(f"/_emulator/payments/{first}/capture-again")).json()["id"]
+    stray = await eventually(lambda: _refunded(sessions, second), timeout=30)
+
+    assert (stray.kind, stray.amount) == ("double_payment", 29700)
+    assert sandbox.payments[second]["refunded_amount"] == 29700
+    assert sandbox.payments[first]["refunded_amount"] == 0
+    async with stack.http() as api:
+        kept = (await api.get(f"/v1/orders/{order['order_id']}")).json()
+    assert (kept["status"], kept["refunded_amount"]) == ("fulfilled", 0)
+
+
+async def _refunded(sessions, payment_id: str) -> StrayCapture | None:
+    stray = await stray_of(sessions, payment_id)
+    return stray if stray is not None and stray.status != "pending" else None
