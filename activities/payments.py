@@ -21,6 +21,15 @@ from kassa.models import Order
 from kassa.settings import Settings
 
 
+def gateway_named(gateways: dict[str, PaymentGateway], name: str) -> PaymentGateway:
+    """The adapter for `name`; an unknown name is a permanent failure, not a retry."""
+    if name not in gateways:
+        raise ApplicationError(
+            f"unknown gateway {name!r}", type="UnknownGateway", non_retryable=True
+        )
+    return gateways[name]
+
+
 class PaymentActivities:
     def __init__(
         self,
@@ -33,11 +42,7 @@ class PaymentActivities:
         self._settings = settings
 
     def _gateway(self, name: str) -> PaymentGateway:
-        if name not in self._gateways:
-            raise ApplicationError(
-                f"unknown gateway {name!r}", type="UnknownGateway", non_retryable=True
-            )
-        return self._gateways[name]
+        return gateway_named(self._gateways, name)
 
     @activity.defn
     async def create_payment(self, request: OpenPaymentInput) -> PaymentSession:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.payments import gateway_named
 from gateways.base import GatewayRejected, NewRefund, PaymentGateway
 from kassa import ledger, refunds
 from kassa.contracts import (
@@ -39,11 +40,7 @@ class RefundActivities:
         self._sessions = sessions
 
     def _gateway(self, name: str) -> PaymentGateway:
-        if name not in self._gateways:
-            raise ApplicationError(
-                f"unknown gateway {name!r}", type="UnknownGateway", non_retryable=True
-            )
-        return self._gateways[name]
+        return gateway_named(self._gateways, name)
 
     @activity.defn
     async def reserve_refund(self, request: RefundInput) -> RefundView:

@@ -279,6 +279,21 @@ class RefundInput:
     payment_id: str | None = None
     stray: StrayKind | None = None
 
+    @classmethod
+    def for_stray(cls, event: PaymentEvent, gateway: str, kind: StrayKind) -> RefundInput:
+        """The one refund that gives back a capture no order keeps."""
+        return cls(
+            stray_refund_id(event.payment_id),
+            event.order_id,
+            gateway,
+            event.amount,
+            event.currency,
+            f"{kind}: payment {event.payment_id}",
+            Caller.SYSTEM,
+            payment_id=event.payment_id,
+            stray=kind,
+        )
+
 
 @dataclass(frozen=True)
 class RefundView:

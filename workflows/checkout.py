@@ -60,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         checkout_workflow_id,
         compensation_refund_id,
         refund_workflow_id,
-        stray_refund_id,
     )
     from kassa.money import format_amount
 
@@ -295,17 +294,7 @@ class CheckoutWorkflow:
         c = self._checkout
         while self._strays:
             event = self._strays.pop(0)
-            refund = RefundInput(
-                stray_refund_id(event.payment_id),
-                c.order_id,
-                c.gateway,
-                event.amount,
-                event.currency,
-                f"{kind}: payment {event.payment_id}",
-                Caller.SYSTEM,
-                payment_id=event.payment_id,
-                stray=kind,
-            )
+            refund = RefundInput.for_stray(event, c.gateway, kind)
             try:
                 await workflow.start_child_workflow(
                     RefundWorkflow.run,

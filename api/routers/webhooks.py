@@ -22,7 +22,6 @@ from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
 from api.problems import Problem
 from gateways.base import InvalidSignature, MalformedCallback
 from kassa.contracts import (
-    Caller,
     OrderStatus,
     PaymentEvent,
     PaymentOutcome,
@@ -31,7 +30,6 @@ from kassa.contracts import (
     StrayKind,
     checkout_workflow_id,
     refund_workflow_id,
-    stray_refund_id,
 )
 from kassa.models import Order, PaymentEventRecord
 from kassa.settings import Settings
@@ -140,17 +138,7 @@ async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEv
         )
         return
     kind = StrayKind.DOUBLE_PAYMENT if status.is_paid else StrayKind.LATE_PAYMENT
-    refund = RefundInput(
-        stray_refund_id(event.payment_id),
-        order.order_id,
-        order.gateway,
-        event.amount,
-        event.currency,
-        f"{kind}: payment {event.payment_id}",
-        Caller.SYSTEM,
-        payment_id=event.payment_id,
-        stray=kind,
-    )
+    refund = RefundInput.for_stray(event, order.gateway, kind)
     try:
         await temporal.start_workflow(
             RefundWorkflow.run,
