@@ -64,7 +64,8 @@ with workflow.unsafe.imports_passed_through():
     from kassa.money import format_amount
 
 # Opening the payment must finish while the storefront's request still waits for the URL.
-OPEN_PAYMENT_DEADLINE = timedelta(seconds=30)  # well inside the shortest payment window
+# Room for a retry after a worker died mid-call, well inside the shortest payment window.
+OPEN_PAYMENT_DEADLINE = timedelta(seconds=45)
 
 
 @workflow.defn

@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from kassa.contracts import StorefrontEvent
 
 DB_STEP = timedelta(seconds=10)
-GATEWAY_CALL = timedelta(seconds=30)
+GATEWAY_CALL = timedelta(seconds=15)  # the adapters time out after 10 s
 GATEWAY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=1),
