@@ -40,7 +40,7 @@ from worker import running_worker
 COUNTED = {
     "workflow tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     "activity tasks": EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-    "local activities (no round trip)": EventType.EVENT_TYPE_MARKER_RECORDED,
+    "markers: local activities, patches (no round trip)": EventType.EVENT_TYPE_MARKER_RECORDED,
     "signals": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
     "updates": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
 }
@@ -134,7 +134,7 @@ async def main(n: int, concurrency: int) -> None:
     )
     print("per checkout (mean over all):")
     for name in [*COUNTED, "history events"]:
-        print(f"  {name:34s} {mean(c[name] for c in counts):6.1f}")
+        print(f"  {name:52s} {mean(c[name] for c in counts):6.1f}")
 
 
 if __name__ == "__main__":
