@@ -65,6 +65,7 @@ async def test_the_ledger_is_append_only(stack, sessions):
         "UPDATE ledger_entries SET amount = amount + 1",
         "DELETE FROM ledger_entries",
         "DELETE FROM ledger_transactions",
+        "TRUNCATE ledger_entries, ledger_transactions",
     ):
         with pytest.raises(DBAPIError, match="append-only"):
             async with sessions.begin() as session:
