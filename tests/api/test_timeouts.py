@@ -8,8 +8,10 @@ import uuid
 import httpx
 
 from api.app import create_app
+from api.checkout_start import start_checkout
 from tests.e2e.test_purchase import checkout_body
-from tests.support import free_port, serving
+from tests.support import free_port, new_checkout, serving
+from worker import running_worker
 
 
 async def test_no_worker_means_503_and_a_safe_retry(dev_env, settings, sandbox):
@@ -39,3 +41,25 @@ async def test_no_worker_means_503_and_a_safe_retry(dev_env, settings, sandbox):
         assert response.json()["type"] == "urn:kassa:problem:checkout-pending"
     # No order row exists yet (the workflow writes it), so cancel cannot find the order.
     assert cancel.status_code == 404
+
+
+async def test_cancel_without_a_worker_is_503_and_safe_to_repeat(dev_env, settings, sandbox):
+    queue = f"cancel-{uuid.uuid4().hex[:6]}"
+    checkout = new_checkout()
+    async with running_worker(dev_env.client, settings, queue):
+        await start_checkout(dev_env.client, checkout, queue, wait_seconds=30)
+    # The worker is gone: the cancel update cannot be answered in time.
+    quick = settings.model_copy(update={"checkout_start_timeout_seconds": 1.0})
+    async with serving(create_app(quick, temporal_client=dev_env.client), free_port()) as url:
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {settings.storefront_api_key}"}
+        ) as api:
+            pending = await api.post(f"/v1/orders/{checkout.order_id}/cancel")
+            async with running_worker(dev_env.client, settings, queue):
+                done = await api.post(f"/v1/orders/{checkout.order_id}/cancel")
+
+    assert pending.status_code == 503
+    assert pending.json()["type"] == "urn:kassa:problem:cancel-pending"
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "cancelled"
+    assert sandbox.payments[sandbox.by_order[checkout.order_id]]["status"] == "closed"
