@@ -14,7 +14,7 @@ from kassa.contracts import (
     OpenPaymentInput,
     OrderRef,
     OrderStatus,
-    PaymentOutcome,
+    PaymentCheck,
     PaymentSession,
 )
 from kassa.models import Order
@@ -79,9 +79,10 @@ class PaymentActivities:
         return session
 
     @activity.defn
-    async def payment_status(self, order: OrderRef) -> PaymentOutcome:
+    async def payment_status(self, order: OrderRef) -> PaymentCheck:
         """What the gateway says of the order's payment now (for lost callbacks)."""
-        return (await self._gateway(order.gateway).get_payment(order.order_id)).outcome
+        payment = await self._gateway(order.gateway).get_payment(order.order_id)
+        return PaymentCheck(payment.outcome, payment.payment_id, payment.amount, payment.currency)
 
     @activity.defn
     async def close_payment(self, order: OrderRef) -> CloseResult:

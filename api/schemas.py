@@ -165,6 +165,12 @@ class LedgerTransactionOut(BaseModel):
     entries: list[LedgerEntryOut]
 
 
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: _text(500)
+
+
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

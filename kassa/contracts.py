@@ -28,6 +28,7 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
+    ON_HOLD = "on_hold"  # captured, but not what the order asked: support decides
 
     @property
     def is_final(self) -> bool:
@@ -75,7 +76,10 @@ _PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.FULFILLED: frozenset({OrderStatus.PAID}),
     OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT}),
     OrderStatus.CANCELLED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
-    OrderStatus.FAILED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.FAILED: frozenset(
+        {OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.ON_HOLD}
+    ),
+    OrderStatus.ON_HOLD: frozenset({OrderStatus.AWAITING_PAYMENT}),
     # Refunds: by request after fulfilment, or as compensation when a step after payment fails.
     OrderStatus.PARTIALLY_REFUNDED: _REFUNDABLE,
     OrderStatus.REFUNDED: _REFUNDABLE,
@@ -102,6 +106,7 @@ class StrayKind(StrEnum):
 
     LATE_PAYMENT = "late_payment"  # paid after the order expired, was cancelled or failed
     DOUBLE_PAYMENT = "double_payment"  # a second capture for an order already paid
+    AMOUNT_MISMATCH = "amount_mismatch"  # not the amount or currency asked; support said refund
 
 
 class Caller(StrEnum):
@@ -211,6 +216,24 @@ class PaymentEvent:
     outcome: PaymentOutcome
     amount: int
     currency: str
+
+
+@dataclass(frozen=True)
+class PaymentCheck:
+    """What the gateway says of the order's payment when asked."""
+
+    outcome: PaymentOutcome
+    payment_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """Support's decision on a payment held for review; refunding is the one there is."""
+
+    note: str
+    decided_by: str = "support"
 
 
 @dataclass(frozen=True)

@@ -88,14 +88,18 @@ def new_checkout(
     )
 
 
-async def buyer_acts(payment_url: str, outcome: str = "succeeded") -> httpx.Response:
-    """Open the payment page like a browser, then press its Pay (or Decline) button."""
+async def buyer_acts(
+    payment_url: str, outcome: str = "succeeded", amount: int | None = None
+) -> httpx.Response:
+    """Open the payment page like a browser, then press its Pay (or Decline) button;
+    `amount` pays another amount than asked."""
     async with httpx.AsyncClient() as http:
         page = await http.get(payment_url)
         page.raise_for_status()
         buttons = re.findall(r'<button name="outcome" value="(\w+)"', page.text)
         assert outcome in buttons, f"no {outcome} button on the page: {page.text}"
-        return await http.post(payment_url, data={"outcome": outcome})
+        form = {"outcome": outcome, **({"amount": str(amount)} if amount else {})}
+        return await http.post(payment_url, data=form)
 
 
 async def eventually(check, timeout: float = 20.0, interval: float = 0.1):

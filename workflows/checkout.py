@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentSession,
         RefundInput,
         RefundStatus,
+        ReviewDecision,
         StatusChange,
         StorefrontEvent,
         StrayKind,
@@ -81,6 +82,8 @@ class CheckoutWorkflow:
         self._cancel: CancelRequest | None = None
         self._window_closed = False  # the gateway payment was closed unpaid
         self._strays: list[PaymentEvent] = []  # captures this order does not keep
+        self._held: PaymentEvent | None = None  # a capture of another amount: support decides
+        self._review: ReviewDecision | None = None
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
@@ -128,6 +131,8 @@ class CheckoutWorkflow:
             except TimeoutError:
                 pass
 
+        if self._held is not None:
+            return await self._hold_for_support()
         if self._outcome is None:
             # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
             ending = OrderStatus.CANCELLED if self._cancel else OrderStatus.EXPIRED
@@ -187,13 +192,13 @@ class CheckoutWorkflow:
         The number of checks is bounded by the window (a few per 15 minutes)."""
         interval = timedelta(seconds=checkout.status_check_first_seconds)
         order = OrderRef(checkout.order_id, checkout.gateway)
-        while self._outcome is None and self._cancel is None:
+        while self._outcome is None and self._cancel is None and self._held is None:
             left = expires_at - workflow.now()
             if left <= timedelta(0):
                 return
             try:
                 await workflow.wait_condition(
-                    lambda: self._outcome is not None or self._cancel is not None,
+                    lambda: (self._outcome, self._cancel, self._held) != (None, None, None),
                     timeout=min(interval, left),
                     timeout_summary="callback, or time to ask the gateway",
                 )
@@ -213,31 +218,51 @@ class CheckoutWorkflow:
                     )
                 except ActivityError:
                     outcome = None
-                if self._outcome is None and outcome in (
-                    PaymentOutcome.SUCCEEDED,
-                    PaymentOutcome.DECLINED,
-                ):
-                    self._outcome = outcome
+                if outcome is not None:
+                    self._take(
+                        PaymentEvent(
+                            checkout.gateway,
+                            f"check-{workflow.now()}",
+                            checkout.order_id,
+                            outcome.payment_id,
+                            outcome.outcome,
+                            outcome.amount,
+                            outcome.currency,
+                        )
+                    )
                 interval = min(interval * 2, timedelta(seconds=checkout.status_check_max_seconds))
 
     # ---- messages -----------------------------------------------------------------------------
 
     @workflow.signal
     def payment_event(self, event: PaymentEvent) -> None:
-        """A verified gateway callback. The first decisive word about this checkout's payment
-        counts; duplicates and contrary words after it change nothing. Money captured that
-        the order does not keep (another payment, or one after the window closed) is given
-        back by its own refund when the checkout ends."""
+        """A verified gateway callback (duplicates are dropped by event id)."""
         if event.event_id in self._events_seen:
             return
         self._events_seen.add(event.event_id)
+        self._take(event)
+
+    def _take(self, event: PaymentEvent) -> None:
+        """One word from the gateway, by callback or when asked. The first decisive word
+        about this checkout's payment counts; repeats and contrary words change nothing. A
+        capture of another amount or currency is held for support. Money the order does
+        not keep (another payment, or one after the window closed) is given back by its own
+        refund when the checkout ends."""
         if event.outcome not in (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED):
             return
+        c = self._checkout
         ours = self._session is None or event.payment_id == self._session.payment_id
-        if ours and self._outcome is None and not self._window_closed:
-            self._outcome = event.outcome
+        undecided = self._outcome is None and self._held is None and not self._window_closed
+        if ours and undecided:
+            if event.outcome == PaymentOutcome.SUCCEEDED and (event.amount, event.currency) != (
+                c.amount,
+                c.currency,
+            ):
+                self._held = event
+            else:
+                self._outcome = event.outcome
         elif event.outcome == PaymentOutcome.SUCCEEDED and not (
-            ours and self._outcome == PaymentOutcome.SUCCEEDED
+            ours and (self._outcome == PaymentOutcome.SUCCEEDED or self._held is not None)
         ):
             self._strays.append(event)
 
@@ -257,8 +282,22 @@ class CheckoutWorkflow:
         )
         return self._view()
 
+    @workflow.update
+    async def review(self, decision: ReviewDecision) -> CheckoutView:
+        """Support's decision on a held payment: refund it; the order ends failed."""
+        self._review = decision
+        await workflow.wait_condition(lambda: self._status.is_final)
+        return self._view()
+
+    @review.validator
+    def _only_held(self, decision: ReviewDecision) -> None:
+        if self._status != OrderStatus.ON_HOLD:
+            raise ApplicationError(f"the order is {self._status}, not on hold", type="NotOnHold")
+
     @cancel.validator
     def _only_unpaid(self, request: CancelRequest) -> None:
+        if self._held is not None:
+            raise ApplicationError("the payment is held for support", type="OrderOnHold")
         if self._status.is_paid or self._outcome == PaymentOutcome.SUCCEEDED:
             raise ApplicationError("the order is already paid", type="OrderAlreadyPaid")
         if self._status.is_final:
@@ -287,6 +326,36 @@ class CheckoutWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._give_back_strays()
         return self._view()
+
+    async def _hold_for_support(self) -> CheckoutView:
+        held, c = self._held, self._checkout
+        reason = (
+            f"paid {held.amount} {held.currency} (minor units) instead of {c.amount} {c.currency}"
+        )
+        hold = StatusChange(c.order_id, OrderStatus.ON_HOLD, reason)
+        await db_step(OrderActivities.set_status, hold, "hold for support")
+        self._reason = reason
+        self._set_status(OrderStatus.ON_HOLD)
+        self._details(
+            f"Held for support: {reason}; refund it with POST /v1/orders/{c.order_id}/review"
+        )
+        await workflow.wait_condition(lambda: self._review is not None)
+        refund = RefundInput.for_stray(held, c.gateway, StrayKind.AMOUNT_MISMATCH)
+        result = await workflow.execute_child_workflow(
+            RefundWorkflow.run,
+            refund,
+            id=refund_workflow_id(refund.refund_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        if result.status != RefundStatus.SUCCEEDED:
+            raise ApplicationError(
+                f"refund of the held payment failed ({result.failure_reason})",
+                type="HeldRefundFailed",
+                non_retryable=True,
+            )
+        return await self._finish(
+            OrderStatus.FAILED, f"{reason}; refunded on support's decision: {self._review.note}"
+        )
 
     async def _give_back_strays(self) -> None:
         """Start the refund of every capture this order does not keep. Reports that come

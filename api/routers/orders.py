@@ -13,8 +13,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import CallerDep, OrderIdPath, SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.problems import Problem
 from api.routers.refunds import refund_out
-from api.schemas import CancelIn, LedgerEntryOut, LedgerTransactionOut, OrderOut
-from kassa.contracts import CancelRequest, OrderStatus, checkout_workflow_id
+from api.schemas import CancelIn, LedgerEntryOut, LedgerTransactionOut, OrderOut, ReviewIn
+from kassa.contracts import CancelRequest, OrderStatus, ReviewDecision, checkout_workflow_id
 from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund
 from workflows.checkout import CheckoutWorkflow
 
@@ -116,7 +116,7 @@ async def cancel_order(
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
-        if kind not in ("OrderAlreadyPaid", "OrderClosed"):
+        if kind not in ("OrderAlreadyPaid", "OrderClosed", "OrderOnHold"):
             raise
         raise Problem(409, "order-not-cancellable", str(cause.message), field="order_id") from err
     except RPCError as err:
@@ -129,5 +129,43 @@ async def cancel_order(
         ) from err
     if view.status != OrderStatus.CANCELLED:
         raise Problem(409, "order-not-cancellable", f"the order is {view.status}", field="order_id")
+    session.expire_all()
+    return _out(await _order(session, order_id))
+
+
+@router.post(
+    "/{order_id}/review",
+    response_model=OrderOut,
+    operation_id="review_held_payment",
+    responses={409: {"description": "the order is not held for review"}},
+)
+async def review_held_payment(
+    order_id: OrderIdPath,
+    body: ReviewIn,
+    caller: SupportDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> OrderOut:
+    """Support key only: refund a payment held because it did not match its order (another
+    amount or currency). The order ends `failed`; the money goes back by its own refund."""
+    await _order(session, order_id)
+    handle = temporal.get_workflow_handle(checkout_workflow_id(order_id))
+    try:
+        async with asyncio.timeout(settings.checkout_start_timeout_seconds):
+            await handle.execute_update(
+                CheckoutWorkflow.review, ReviewDecision(body.note, str(caller)), id="review"
+            )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise Problem(
+            503,
+            "review-pending",
+            "The refund is not finished yet; retry",
+            headers={"Retry-After": "2"},
+        ) from err
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise Problem(
+            409, "order-not-on-hold", "The order is not held for review", field="order_id"
+        ) from err
     session.expire_all()
     return _out(await _order(session, order_id))

@@ -448,13 +448,18 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
     @app.post("/pay/{payment_id}", response_class=HTMLResponse)
     async def buyer_acts(
-        payment_id: str, outcome: Annotated[Literal["succeeded", "declined"], Form()]
+        payment_id: str,
+        outcome: Annotated[Literal["succeeded", "declined"], Form()],
+        amount: Annotated[int | None, Form(gt=0, le=10**15)] = None,
     ):
-        """The buyer presses Pay or Decline."""
+        """The buyer presses Pay or Decline. Like a bank transfer or an editable QR code, a
+        buyer can pay another `amount` than asked (the field is not on the page)."""
         payment = lookup(payment_id)
         if payment["status"] != "pending":
             return _render(payment, status_code=409)
         payment["status"] = outcome
+        if amount is not None and outcome == "succeeded":
+            payment["amount"] = amount
         state.save(config.state_file)
         emit(f"payment.{outcome}", payment, payment["notify_url"])
         return _render(payment)

@@ -10,7 +10,7 @@ from kassa.contracts import SA_PAYMENT_STATUS, refund_workflow_id, stray_refund_
 from kassa.models import LedgerEntry, LedgerTransaction, StrayCapture
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
-from tests.support import eventually
+from tests.support import buyer_acts, eventually
 
 
 async def stray_of(sessions, payment_id: str) -> StrayCapture | None:
@@ -80,3 +80,30 @@ async def test_a_second_payment_is_refunded_and_the_first_kept(stack, sandbox, s
 async def _refunded(sessions, payment_id: str) -> StrayCapture | None:
     stray = await stray_of(sessions, payment_id)
     return stray if stray is not None and stray.status != "pending" else None
+
+
+async def test_a_payment_of_another_amount_is_held_until_support_refunds_it(
+    stack, sandbox, sessions
+):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body())).json()
+        order_id = checkout["order_id"]
+        await buyer_acts(checkout["payment"]["payment_url"], amount=100)  # 1.00 of 297.00
+        held = await wait_for_status(api, order_id, "on_hold")
+        refused = await api.post(f"/v1/orders/{order_id}/review", json={"note": "refund"})
+        cancel = await api.post(f"/v1/orders/{order_id}/cancel")
+    async with stack.http(stack.settings.support_api_key) as support:
+        decided = await support.post(
+            f"/v1/orders/{order_id}/review", json={"note": "buyer paid 1.00; refund and ask again"}
+        )
+
+    assert "paid 100 CNY" in held["reason"] and held["refunded_amount"] == 0
+    assert refused.status_code == 403  # the storefront cannot decide
+    assert cancel.status_code == 409
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "failed"
+    assert "refunded on support's decision" in decided.json()["reason"]
+    payment_id = sandbox.by_order[order_id]
+    assert sandbox.payments[payment_id]["refunded_amount"] == 100
+    stray = await stray_of(sessions, payment_id)
+    assert (stray.kind, stray.amount, stray.status) == ("amount_mismatch", 100, "succeeded")
