@@ -340,19 +340,11 @@ class CheckoutWorkflow:
             f"Held for support: {reason}; refund it with POST /v1/orders/{c.order_id}/review"
         )
         await workflow.wait_condition(lambda: self._review is not None)
-        refund = RefundInput.for_stray(held, c.gateway, StrayKind.AMOUNT_MISMATCH)
-        result = await workflow.execute_child_workflow(
-            RefundWorkflow.run,
-            refund,
-            id=refund_workflow_id(refund.refund_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,
+        await self._refund_and_wait(
+            RefundInput.for_stray(held, c.gateway, StrayKind.AMOUNT_MISMATCH),
+            "HeldRefundFailed",
+            "refund of the held payment failed",
         )
-        if result.status != RefundStatus.SUCCEEDED:
-            raise ApplicationError(
-                f"refund of the held payment failed ({result.failure_reason})",
-                type="HeldRefundFailed",
-                non_retryable=True,
-            )
         return await self._finish(
             OrderStatus.FAILED, f"{reason}; refunded on support's decision: {self._review.note}"
         )
@@ -391,6 +383,16 @@ class CheckoutWorkflow:
             reason,
             Caller.SYSTEM,
         )
+        # The buyer paid and got nothing: fail loudly if even this fails, so support sees it.
+        await self._refund_and_wait(
+            refund,
+            "CompensationFailed",
+            f"compensating refund failed; order {c.order_id} is paid but not fulfilled",
+        )
+
+    async def _refund_and_wait(self, refund: RefundInput, failure_type: str, failure: str):
+        """Give money back through the refund workflow, as a child that survives this
+        checkout; a refund that fails for good fails the checkout, loudly."""
         result = await workflow.execute_child_workflow(
             RefundWorkflow.run,
             refund,
@@ -399,12 +401,8 @@ class CheckoutWorkflow:
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
         if result.status != RefundStatus.SUCCEEDED:
-            # The buyer paid and got nothing: fail loudly so support sees it at once.
             raise ApplicationError(
-                f"compensating refund failed ({result.failure_reason}); order {c.order_id} "
-                "is paid but not fulfilled",
-                type="CompensationFailed",
-                non_retryable=True,
+                f"{failure} ({result.failure_reason})", type=failure_type, non_retryable=True
             )
 
     def _details(self, doing: str) -> None:

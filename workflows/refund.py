@@ -51,7 +51,6 @@ class RefundWorkflow:
         self._status = RefundStatus.PENDING
         self._failure: str | None = None
         self._reported: RefundStatus | None = None  # settled, says the gateway's callback
-        self._reports = 0
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
@@ -142,8 +141,8 @@ class RefundWorkflow:
     @workflow.signal
     def report(self, event: PaymentEvent) -> None:
         """Another report of the stray capture this refund gives back (signal-with-start
-        makes every report land here, so two reports start one refund)."""
-        self._reports += 1
+        makes every report land here, so two reports start one refund). Nothing to do: the
+        refund is already under way."""
 
     @workflow.query
     def state(self) -> RefundView:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
-from sqlalchemy.dialects.postgresql import insert
+from fastapi import APIRouter, Response
 from temporalio.client import WorkflowUpdateFailedError
 
+from api import idempotency
 from api.checkout_start import CheckoutAlreadyEnded, start_checkout
 from api.deps import CallerDep, GatewaysDep, SessionsDep, SettingsDep, TemporalDep
+from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
 from api.orders_view import order_as_checkout
 from api.problems import Problem
 from api.schemas import CheckoutIn, CheckoutOut
@@ -26,15 +26,10 @@ from kassa.contracts import (
     CheckoutInput,
     CheckoutView,
 )
-from kassa.models import IdempotencyKey, Order
+from kassa.models import Order
 from kassa.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["checkouts"])
-
-IDEMPOTENCY_KEY = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", description="Required; retries with it are safe."),
-]
 
 
 @router.post(
@@ -58,38 +53,15 @@ async def create_checkout(
     gateways: GatewaysDep,
     idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> CheckoutOut:
-    if not idempotency_key or len(idempotency_key) > 255:
-        raise Problem(
-            400,
-            "idempotency-key-required",
-            "An Idempotency-Key header of 1 to 255 characters is required",
-            field="Idempotency-Key",
-        )
+    key = require_idempotency_key(idempotency_key)
     expires_in = _check_bounds(body, settings, gateways)
 
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    order_id = body.order_id or f"ord_{uuid.uuid4().hex}"
     async with sessions.begin() as session:
-        claimed = await session.scalar(
-            insert(IdempotencyKey)
-            .values(
-                caller=caller, key=idempotency_key, request_hash=request_hash, order_id=order_id
-            )
-            .on_conflict_do_nothing()
-            .returning(IdempotencyKey.order_id)
+        bound = await idempotency.claim(
+            session, response, caller, key, request_hash, body.order_id or f"ord_{uuid.uuid4().hex}"
         )
-        if claimed is None:
-            earlier = await session.get(IdempotencyKey, (str(caller), idempotency_key))
-            if earlier.request_hash != request_hash:
-                raise Problem(
-                    422,
-                    "idempotency-key-reused",
-                    "This Idempotency-Key was used with a different request body",
-                    field="Idempotency-Key",
-                    order_id=earlier.order_id,
-                )
-            order_id = earlier.order_id
-            response.headers["Idempotent-Replayed"] = "true"
+    order_id = bound.order_id
 
     checkout = body.to_checkout_input(order_id, expires_in, settings)
     view = await _start(temporal, sessions, settings, checkout)
@@ -116,16 +88,6 @@ async def create_checkout(
             order_id=order_id,
         )
     return CheckoutOut.of(view)
-
-
-def require_idempotency_key(key: str | None) -> None:
-    if not key or len(key) > 255:
-        raise Problem(
-            400,
-            "idempotency-key-required",
-            "An Idempotency-Key header of 1 to 255 characters is required",
-            field="Idempotency-Key",
-        )
 
 
 def _check_bounds(body: CheckoutIn, settings: Settings, gateways: dict) -> int:

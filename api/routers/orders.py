@@ -100,19 +100,11 @@ async def cancel_order(
     """Cancel an unpaid checkout: the gateway payment is closed first; if the buyer paid in
     the meantime the order is paid, and the answer is 409."""
     await _order(session, order_id)
-    handle = temporal.get_workflow_handle(checkout_workflow_id(order_id))
     request = CancelRequest(reason=(body or CancelIn()).reason, requested_by=str(caller))
     try:
-        async with asyncio.timeout(settings.checkout_start_timeout_seconds):
-            view = await handle.execute_update(CheckoutWorkflow.cancel, request, id="cancel")
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-        # No worker finished it in time; the same call again is safe.
-        raise Problem(
-            503,
-            "cancel-pending",
-            "The cancellation is not finished yet; retry",
-            headers={"Retry-After": "2"},
-        ) from err
+        view = await _ask_checkout(
+            temporal, settings, order_id, CheckoutWorkflow.cancel, request, "cancel", "cancellation"
+        )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
@@ -150,22 +142,35 @@ async def review_held_payment(
     """Support key only: refund a payment held because it did not match its order (another
     amount or currency). The order ends `failed`; the money goes back by its own refund."""
     await _order(session, order_id)
-    handle = temporal.get_workflow_handle(checkout_workflow_id(order_id))
     try:
-        async with asyncio.timeout(settings.checkout_start_timeout_seconds):
-            await handle.execute_update(
-                CheckoutWorkflow.review, ReviewDecision(body.note, str(caller)), id="review"
-            )
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-        raise Problem(
-            503,
-            "review-pending",
-            "The refund is not finished yet; retry",
-            headers={"Retry-After": "2"},
-        ) from err
+        await _ask_checkout(
+            temporal,
+            settings,
+            order_id,
+            CheckoutWorkflow.review,
+            ReviewDecision(body.note, str(caller)),
+            "review",
+            "refund",
+        )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise Problem(
             409, "order-not-on-hold", "The order is not held for review", field="order_id"
         ) from err
     session.expire_all()
     return _out(await _order(session, order_id))
+
+
+async def _ask_checkout(temporal, settings, order_id: str, update, arg, update_id: str, what: str):
+    """Run an update on the order's checkout. A stable update id makes a repeat safe; no
+    answer in time (no worker) is a 503 with Retry-After, never a hang or a 500."""
+    handle = temporal.get_workflow_handle(checkout_workflow_id(order_id))
+    try:
+        async with asyncio.timeout(settings.checkout_start_timeout_seconds):
+            return await handle.execute_update(update, arg, id=update_id)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise Problem(
+            503,
+            f"{update_id}-pending",
+            f"The {what} is not finished yet; retry",
+            headers={"Retry-After": "2"},
+        ) from err

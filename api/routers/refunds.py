@@ -14,11 +14,11 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api import idempotency
 from api.deps import (
     CallerDep,
     OrderIdPath,
@@ -28,12 +28,12 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
 )
+from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
 from api.problems import Problem
-from api.routers.checkouts import IDEMPOTENCY_KEY, require_idempotency_key
 from api.schemas import RefundIn, RefundOut
 from kassa import refunds
 from kassa.contracts import Caller, RefundInput, refund_workflow_id
-from kassa.models import IdempotencyKey, Order, Refund
+from kassa.models import Order, Refund
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
@@ -64,34 +64,20 @@ async def create_refund(
     temporal: TemporalDep,
     idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> RefundOut:
-    require_idempotency_key(idempotency_key)
+    key = require_idempotency_key(idempotency_key)
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
-    refund_id = f"rf_{uuid.uuid4().hex}"
     window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
     async with sessions.begin() as session:
-        claimed = await session.scalar(
-            insert(IdempotencyKey)
-            .values(
-                caller=caller,
-                key=idempotency_key,
-                request_hash=request_hash,
-                order_id=order_id,
-                refund_id=refund_id,
-            )
-            .on_conflict_do_nothing()
-            .returning(IdempotencyKey.refund_id)
+        bound = await idempotency.claim(
+            session,
+            response,
+            caller,
+            key,
+            request_hash,
+            order_id,
+            refund_id=f"rf_{uuid.uuid4().hex}",
         )
-        if claimed is None:
-            earlier = await session.get(IdempotencyKey, (str(caller), idempotency_key))
-            if earlier.request_hash != request_hash or earlier.refund_id is None:
-                raise Problem(
-                    422,
-                    "idempotency-key-reused",
-                    "This Idempotency-Key was used with a different request",
-                    field="Idempotency-Key",
-                )
-            refund_id = earlier.refund_id
-            response.headers["Idempotent-Replayed"] = "true"
+        refund_id = bound.refund_id
         try:
             refund = await refunds.reserve(
                 session,
