@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from sqlalchemy import select
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kassa.contracts import CheckoutInput, LineItem
+from kassa.models import LedgerEntry, LedgerTransaction
 
 BIN = Path(sys.executable).parent  # the venv's bin: temporal, temporal-test-server
 
@@ -127,3 +129,15 @@ async def record_history(handle, name: str) -> None:
     if os.environ.get("KASSA_RECORD_HISTORIES") == "1":
         history = await handle.fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def ledger_of(sessions, order_id: str) -> list[tuple[str, str, int]]:
+    """The order's ledger entries as (transaction kind, account, amount), in order."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(LedgerTransaction.kind, LedgerEntry.account, LedgerEntry.amount)
+            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(LedgerTransaction.order_id == order_id)
+            .order_by(LedgerEntry.id)
+        )
+        return [tuple(row) for row in rows]

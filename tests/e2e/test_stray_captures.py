@@ -4,29 +4,17 @@ expired, and a second payment for an order already paid (the hard-cases issue)."
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select
 
 from kassa.contracts import SA_PAYMENT_STATUS, refund_workflow_id, stray_refund_id
-from kassa.models import LedgerEntry, LedgerTransaction, StrayCapture
+from kassa.models import StrayCapture
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
-from tests.support import buyer_acts, eventually
+from tests.support import buyer_acts, eventually, ledger_of
 
 
 async def stray_of(sessions, payment_id: str) -> StrayCapture | None:
     async with sessions() as session:
         return await session.get(StrayCapture, payment_id)
-
-
-async def ledger_kinds(sessions, order_id: str) -> list[tuple[str, str, int]]:
-    async with sessions() as session:
-        rows = await session.execute(
-            select(LedgerTransaction.kind, LedgerEntry.account, LedgerEntry.amount)
-            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-            .where(LedgerTransaction.order_id == order_id)
-            .order_by(LedgerEntry.id)
-        )
-        return [tuple(row) for row in rows]
 
 
 async def test_a_payment_after_expiry_is_refunded(stack, sandbox, sessions, settings):
@@ -49,7 +37,7 @@ async def test_a_payment_after_expiry_is_refunded(stack, sandbox, sessions, sett
     assert len([r for r in sandbox.refunds.values() if r["payment_id"] == payment_id]) == 1
     async with stack.http() as api:
         assert (await api.get(f"/v1/orders/{order['order_id']}")).json()["status"] == "expired"
-    assert await ledger_kinds(sessions, order["order_id"]) == [
+    assert await ledger_of(sessions, order["order_id"]) == [
         ("stray_capture", "gateway:sandbox", 29700),
         ("stray_capture", "unallocated", -29700),
         ("stray_refund", "unallocated", 29700),

@@ -8,7 +8,6 @@ from datetime import timedelta
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,8 +21,8 @@ from kassa.contracts import (
     compensation_refund_id,
     refund_workflow_id,
 )
-from kassa.models import LedgerEntry, LedgerTransaction, Refund
-from tests.support import new_checkout, record_history
+from kassa.models import Refund
+from tests.support import ledger_of, new_checkout, record_history
 from tests.workflows.conftest import entitlements, gateway_payment, order_row, pay
 from workflows.refund import RefundWorkflow
 
@@ -74,17 +73,6 @@ async def refund(
     return await env.client.start_workflow(
         RefundWorkflow.run, request, id=refund_workflow_id(request.refund_id), task_queue=task_queue
     )
-
-
-async def ledger_of(sessions, order_id: str) -> list[tuple[str, str, int]]:
-    async with sessions() as session:
-        rows = await session.execute(
-            select(LedgerTransaction.kind, LedgerEntry.account, LedgerEntry.amount)
-            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-            .where(LedgerTransaction.order_id == order_id)
-            .order_by(LedgerEntry.id)
-        )
-        return [tuple(row) for row in rows]
 
 
 async def test_partial_then_full_refund(
