@@ -3,6 +3,8 @@ merchant order id (the gateway's idempotency key) and can never open a second pa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
@@ -15,7 +17,9 @@ from kassa.contracts import (
     OrderRef,
     OrderStatus,
     PaymentCheck,
+    PaymentOutcome,
     PaymentSession,
+    payment_reference,
 )
 from kassa.models import Order
 from kassa.settings import Settings
@@ -46,13 +50,14 @@ class PaymentActivities:
 
     @activity.defn
     async def create_payment(self, request: OpenPaymentInput) -> PaymentSession:
-        """Open the payment at the gateway and record its page on the order."""
+        """Open the order's `attempt`-th payment at the gateway and record its page on the
+        order (a retry after a decline replaces the declined one there)."""
         checkout = request.checkout
         gateway = self._gateway(checkout.gateway)
         try:
             session = await gateway.create_payment(
                 NewPayment(
-                    merchant_order_id=checkout.order_id,
+                    merchant_order_id=payment_reference(checkout.order_id, request.attempt),
                     amount=checkout.amount,
                     currency=checkout.currency,
                     description=", ".join(f"{i.quantity} × {i.title}" for i in checkout.items),
@@ -67,21 +72,24 @@ class PaymentActivities:
             await db.execute(
                 update(Order)
                 .where(Order.order_id == checkout.order_id)
-                .where(Order.status == OrderStatus.CREATED)
+                .where(Order.status.in_([OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT]))
+                .where(Order.payment_attempts <= request.attempt)
                 .values(
                     status=OrderStatus.AWAITING_PAYMENT,
+                    status_reason=None,
                     gateway_payment_id=session.payment_id,
                     payment_url=session.payment_url,
                     expires_at=session.expires_at,
+                    payment_attempts=request.attempt,
                     updated_at=func.now(),
                 )
             )
-        return session
+        return replace(session, attempt=request.attempt)
 
     @activity.defn
     async def payment_status(self, order: OrderRef) -> PaymentCheck:
         """What the gateway says of the order's payment now (for lost callbacks)."""
-        payment = await self._gateway(order.gateway).get_payment(order.order_id)
+        payment = await self._gateway(order.gateway).get_payment(order.reference)
         return PaymentCheck(payment.outcome, payment.payment_id, payment.amount, payment.currency)
 
     @activity.defn
@@ -91,4 +99,9 @@ class PaymentActivities:
         Every failure retries, even a refusal: an order must not expire while the gateway may
         still capture, so a close that keeps failing stays visible to support as a pending
         activity instead."""
-        return CloseResult(await self._gateway(order.gateway).close_payment(order.order_id))
+        gateway = self._gateway(order.gateway)
+        outcome = await gateway.close_payment(order.reference)
+        if outcome != PaymentOutcome.SUCCEEDED:
+            return CloseResult(outcome)
+        paid = await gateway.get_payment(order.reference)  # what was paid: is it the order's?
+        return CloseResult(outcome, paid.payment_id, paid.amount, paid.currency)

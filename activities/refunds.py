@@ -94,6 +94,12 @@ class RefundActivities:
     async def request_refund(self, request: RefundInput) -> RefundStatus:
         """Ask the gateway to refund; retried with the same refund id, never a second refund."""
         gateway = self._gateway(request.gateway)
+        payment_id = request.payment_id
+        if payment_id is None:  # the order's own: the payment it kept (a retry's, maybe)
+            async with self._sessions() as session:
+                payment_id = await session.scalar(
+                    select(Order.gateway_payment_id).where(Order.order_id == request.order_id)
+                )
         try:
             refund = await gateway.refund(
                 NewRefund(
@@ -102,7 +108,7 @@ class RefundActivities:
                     request.amount,
                     request.currency,
                     request.reason,
-                    request.payment_id,
+                    payment_id,
                 )
             )
         except GatewayRejected as err:

@@ -76,6 +76,7 @@ class CheckoutIn(BaseModel):
             return_url=str(self.return_url) if self.return_url else None,
             status_check_first_seconds=settings.status_check_first_seconds,
             status_check_max_seconds=settings.status_check_max_seconds,
+            max_payment_attempts=settings.max_payment_attempts,
         )
 
 
@@ -83,6 +84,7 @@ class PaymentOut(BaseModel):
     gateway: str
     payment_url: str
     expires_at: datetime
+    attempt: int = Field(description="1 for the first payment, 2 for the retry after a decline…")
 
 
 class CheckoutOut(BaseModel):
@@ -93,6 +95,9 @@ class CheckoutOut(BaseModel):
     currency: str
     payment: PaymentOut | None
     reason: str | None = None
+    can_retry: bool = Field(
+        False, description="Declined: POST /v1/orders/{order_id}/retry opens another payment."
+    )
 
     @classmethod
     def of(cls, view: CheckoutView) -> CheckoutOut:
@@ -107,10 +112,12 @@ class CheckoutOut(BaseModel):
                 gateway=payment.gateway,
                 payment_url=payment.payment_url,
                 expires_at=payment.expires_at,
+                attempt=payment.attempt,
             )
             if payment
             else None,
             reason=view.reason,
+            can_retry=view.can_retry,
         )
 
 
@@ -123,6 +130,7 @@ class OrderOut(BaseModel):
     customer_id: str
     gateway: str
     payment_url: str | None
+    payment_attempts: int
     expires_at: datetime | None
     refunded_amount: int
     refunds: list[RefundOut] = []

@@ -20,7 +20,14 @@ from gateways.base import (
     NewPayment,
     NewRefund,
 )
-from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession, RefundEvent, RefundStatus
+from kassa.contracts import (
+    PaymentEvent,
+    PaymentOutcome,
+    PaymentSession,
+    RefundEvent,
+    RefundStatus,
+    order_of_reference,
+)
 
 _OUTCOMES = {
     "pending": PaymentOutcome.PENDING,
@@ -143,14 +150,16 @@ class SandboxGateway:
             payment = _payment(_PaymentData.model_validate(event.data).model_dump())
         except ValidationError as exc:
             raise MalformedCallback(str(exc)) from exc
+        order_id, attempt = order_of_reference(payment.merchant_order_id)
         return PaymentEvent(
             gateway=self.name,
             event_id=event.id,
-            order_id=payment.merchant_order_id,
+            order_id=order_id,
             payment_id=payment.payment_id,
             outcome=payment.outcome,
             amount=payment.amount,
             currency=payment.currency,
+            attempt=attempt,
         )
 
 
@@ -162,7 +171,7 @@ class _Event(BaseModel):
 
 class _PaymentData(BaseModel):
     id: str = Field(min_length=1, max_length=128)
-    merchant_order_id: str = Field(min_length=1, max_length=64)
+    merchant_order_id: str = Field(min_length=1, max_length=80)
     status: Literal["pending", "succeeded", "declined", "closed", "expired"]
     amount: int = Field(ge=0, le=10**15)
     currency: str = Field(pattern="^[A-Z]{3}$")

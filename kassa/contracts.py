@@ -148,6 +148,23 @@ def stray_refund_id(payment_id: str) -> str:
     return f"rf_stray_{hashlib.sha256(payment_id.encode()).hexdigest()[:32]}"
 
 
+# A retry after a decline opens a new gateway payment, which needs a merchant order id of its
+# own. The first attempt uses the order id itself (so payments opened before retries existed
+# keep theirs); later ones append `~n`, a character order ids never contain.
+_ATTEMPT = "~"
+
+
+def payment_reference(order_id: str, attempt: int = 1) -> str:
+    """The merchant order id of the order's `attempt`-th gateway payment."""
+    return order_id if attempt == 1 else f"{order_id}{_ATTEMPT}{attempt}"
+
+
+def order_of_reference(reference: str) -> tuple[str, int]:
+    """The order and attempt a merchant order id belongs to."""
+    order_id, _, attempt = reference.partition(_ATTEMPT)
+    return order_id, int(attempt) if attempt.isdigit() else 1
+
+
 def compensation_refund_id(order_id: str) -> str:
     """The one refund that undoes a checkout; short whatever the order id's length."""
     return f"rf_comp_{hashlib.sha256(order_id.encode()).hexdigest()[:32]}"
@@ -174,6 +191,9 @@ class CheckoutInput:
     # the maximum: a payment whose callback was lost is still found before the window ends.
     status_check_first_seconds: int = 15
     status_check_max_seconds: int = 300
+    # How many gateway payments the buyer may open, the first included: after a decline the
+    # buyer may try again within the window. Bounded, so a checkout cannot test stolen cards.
+    max_payment_attempts: int = 1
 
     @property
     def amount(self) -> int:
@@ -188,6 +208,7 @@ class PaymentSession:
     payment_id: str
     payment_url: str
     expires_at: datetime
+    attempt: int = 1  # the first payment of the order, or a retry after a decline
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,7 @@ class CheckoutView:
     gateway: str
     payment: PaymentSession | None = None
     reason: str | None = None
+    can_retry: bool = False  # the payment was declined; the buyer may try again
 
 
 @dataclass(frozen=True)
@@ -216,6 +238,7 @@ class PaymentEvent:
     outcome: PaymentOutcome
     amount: int
     currency: str
+    attempt: int = 1  # which of the order's gateway payments (see payment_reference)
 
 
 @dataclass(frozen=True)
@@ -249,12 +272,18 @@ class CancelRequest:
 class OpenPaymentInput:
     checkout: CheckoutInput
     expires_at: datetime
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
 class OrderRef:
     order_id: str
     gateway: str = ""
+    attempt: int = 1  # for gateway calls: which of the order's payments
+
+    @property
+    def reference(self) -> str:
+        return payment_reference(self.order_id, self.attempt)
 
 
 @dataclass(frozen=True)
@@ -273,6 +302,10 @@ class RiskDecision:
 @dataclass(frozen=True)
 class CloseResult:
     outcome: PaymentOutcome  # CLOSED, or SUCCEEDED when the buyer paid before the close
+    # What was captured, when SUCCEEDED (results recorded before these existed have none).
+    payment_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateways.base import PaymentGateway
-from kassa.contracts import PaymentOutcome, RefundStatus
+from kassa.contracts import PaymentOutcome, RefundStatus, payment_reference
 from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund, StrayCapture
 
 REVENUE = "revenue"
@@ -156,7 +156,10 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
             if gateway is None:
                 problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
                 continue
-            payments = await gateway.list_payments(order.order_id)
+            payments = []  # every gateway payment of the order: one per attempt, extra ones too
+            for attempt in range(1, order.payment_attempts + 1):
+                reference = payment_reference(order.order_id, attempt)
+                payments += await gateway.list_payments(reference)
             at_gateway = sum(
                 (p.amount if p.outcome == PaymentOutcome.SUCCEEDED else 0) - p.refunded_amount
                 for p in payments

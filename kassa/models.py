@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -45,7 +46,9 @@ class Order(Base):
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     items: Mapped[list] = mapped_column(JSONB)
     gateway: Mapped[str] = mapped_column(String(32))
-    gateway_payment_id: Mapped[str | None] = mapped_column(String(128))
+    gateway_payment_id: Mapped[str | None] = mapped_column(String(128))  # the latest attempt's
+    # Gateway payments opened for the order: more than one after a retry (payment_reference).
+    payment_attempts: Mapped[int] = mapped_column(Integer, server_default="1")
     payment_url: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     return_url: Mapped[str | None] = mapped_column(Text)

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # long, then backing off to the maximum (catches lost callbacks).
     status_check_first_seconds: int = 15
     status_check_max_seconds: int = 300
+    # Gateway payments a buyer may open per order: after a decline, try again in the window.
+    max_payment_attempts: int = Field(3, ge=1, le=10)
 
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
     risk_max_order_amount: int = 50_000_00

@@ -12,6 +12,7 @@ paid checkout costs four workflow tasks (start, payment opened, paid, storefront
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -84,6 +85,10 @@ class CheckoutWorkflow:
         self._strays: list[PaymentEvent] = []  # captures this order does not keep
         self._held: PaymentEvent | None = None  # a capture of another amount: support decides
         self._review: ReviewDecision | None = None
+        self._attempt = 1  # which of the order's gateway payments is current
+        self._awaiting_retry = False  # declined; the buyer may open another payment
+        self._retry: int | None = None  # the attempt the buyer asked for, until it is open
+        self._background: list[asyncio.Task] = []  # webhooks that must not hold the checkout
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
@@ -99,19 +104,8 @@ class CheckoutWorkflow:
 
         expires_at = workflow.now() + timedelta(seconds=checkout.expires_in_seconds)
         self._details(f"Opening the payment at {checkout.gateway}")
-        try:
-            self._session = await workflow.execute_activity_method(
-                PaymentActivities.create_payment,
-                OpenPaymentInput(checkout, expires_at),
-                start_to_close_timeout=GATEWAY_CALL,
-                schedule_to_close_timeout=OPEN_PAYMENT_DEADLINE,
-                retry_policy=GATEWAY_RETRY,
-                summary="open the payment at the gateway",
-            )
-        except ActivityError as err:
-            return await self._finish(
-                OrderStatus.FAILED, f"could not open the payment: {err.cause}"
-            )
+        if failure := await self._open_payment(expires_at):
+            return await self._finish(OrderStatus.FAILED, failure)
         self._set_status(OrderStatus.AWAITING_PAYMENT)
 
         workflow.set_current_details(
@@ -121,6 +115,13 @@ class CheckoutWorkflow:
         )
         if workflow.patched("check-gateway-while-waiting"):
             await self._wait_for_the_buyer(checkout, expires_at)
+            # `patched` last: checkouts that never had a retry to offer replay as before.
+            while self._may_retry() and workflow.patched("retry-after-decline"):
+                if not await self._await_retry(expires_at):
+                    break
+                if failure := await self._open_next_attempt(expires_at):
+                    return await self._finish(OrderStatus.FAILED, failure)
+                await self._wait_for_the_buyer(checkout, expires_at)
         else:  # checkouts started before status checks existed wait for the callback alone
             try:
                 await workflow.wait_condition(
@@ -131,24 +132,16 @@ class CheckoutWorkflow:
             except TimeoutError:
                 pass
 
-        if self._held is not None:
-            return await self._hold_for_support()
-        if self._outcome is None:
+        if self._outcome is None and self._held is None:
             # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
             ending = OrderStatus.CANCELLED if self._cancel else OrderStatus.EXPIRED
             self._details(f"Closing the unpaid payment at {checkout.gateway} ({ending})")
-            closed = await workflow.execute_activity_method(
-                PaymentActivities.close_payment,
-                OrderRef(checkout.order_id, checkout.gateway),
-                start_to_close_timeout=GATEWAY_CALL,
-                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
-                summary="close the payment at the gateway",
-            )
-            if closed.outcome != PaymentOutcome.SUCCEEDED:
+            if not await self._close_payment():
                 self._window_closed = True
                 reason = self._cancel.reason if self._cancel else "payment window closed"
                 return await self._finish(ending, reason)
-            self._outcome = PaymentOutcome.SUCCEEDED  # the buyer paid before the close
+        if self._held is not None:
+            return await self._hold_for_support()
 
         if self._outcome == PaymentOutcome.DECLINED:
             return await self._finish(OrderStatus.FAILED, "declined by the gateway")
@@ -191,7 +184,7 @@ class CheckoutWorkflow:
         meanwhile ask the gateway, backing off, so a lost callback cannot lose a payment.
         The number of checks is bounded by the window (a few per 15 minutes)."""
         interval = timedelta(seconds=checkout.status_check_first_seconds)
-        order = OrderRef(checkout.order_id, checkout.gateway)
+        order = OrderRef(checkout.order_id, checkout.gateway, self._attempt)
         while self._outcome is None and self._cancel is None and self._held is None:
             left = expires_at - workflow.now()
             if left <= timedelta(0):
@@ -228,6 +221,7 @@ class CheckoutWorkflow:
                             outcome.outcome,
                             outcome.amount,
                             outcome.currency,
+                            self._attempt,
                         )
                     )
                 interval = min(interval * 2, timedelta(seconds=checkout.status_check_max_seconds))
@@ -251,7 +245,9 @@ class CheckoutWorkflow:
         if event.outcome not in (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED):
             return
         c = self._checkout
-        ours = self._session is None or event.payment_id == self._session.payment_id
+        ours = event.attempt == self._attempt and (
+            self._session is None or event.payment_id == self._session.payment_id
+        )
         undecided = self._outcome is None and self._held is None and not self._window_closed
         if ours and undecided:
             if event.outcome == PaymentOutcome.SUCCEEDED and (event.amount, event.currency) != (
@@ -261,6 +257,8 @@ class CheckoutWorkflow:
                 self._held = event
             else:
                 self._outcome = event.outcome
+            if event.outcome == PaymentOutcome.SUCCEEDED:  # kept after all (a decline's close)
+                self._strays = [s for s in self._strays if s.payment_id != event.payment_id]
         elif event.outcome == PaymentOutcome.SUCCEEDED and not (
             ours and (self._outcome == PaymentOutcome.SUCCEEDED or self._held is not None)
         ):
@@ -274,13 +272,41 @@ class CheckoutWorkflow:
 
     @workflow.update
     async def cancel(self, request: CancelRequest) -> CheckoutView:
-        """Cancel an unpaid checkout; returns how it ended (paid, if the buyer was faster)."""
+        """Cancel an unpaid checkout; returns how it ended (paid, if the buyer was faster; on
+        hold, if the close found a payment of another amount)."""
         if self._cancel is None:
             self._cancel = request
         await workflow.wait_condition(
-            lambda: self._status.is_final or self._status == OrderStatus.PAID
+            lambda: self._status.is_final or self._status in (OrderStatus.PAID, OrderStatus.ON_HOLD)
         )
         return self._view()
+
+    @workflow.update
+    async def retry_payment(self) -> CheckoutView:
+        """After a decline, open another payment at the gateway for the same order. Returns
+        once its page exists, or how the checkout went on instead (paid after all: the
+        declined payment's close found it captured; cancelled; over)."""
+        if self._retry is None:
+            self._retry = self._attempt + 1
+        attempt = self._retry
+        await workflow.wait_condition(
+            lambda: (
+                (self._attempt >= attempt and self._retry is None)
+                or self._status.is_final
+                or self._status.is_paid
+                or self._status == OrderStatus.ON_HOLD
+            )
+        )
+        return self._view()
+
+    @retry_payment.validator
+    def _only_after_a_decline(self) -> None:
+        if self._retry is None and not self._awaiting_retry:
+            raise ApplicationError(
+                f"the order is {self._status} and its payment is not declined, or no attempt "
+                f"is left ({self._attempt} of {self._checkout.max_payment_attempts} used)",
+                type="RetryNotAllowed",
+            )
 
     @workflow.update
     async def review(self, decision: ReviewDecision) -> CheckoutView:
@@ -306,6 +332,115 @@ class CheckoutWorkflow:
     @workflow.query
     def state(self) -> CheckoutView:
         return self._view()
+
+    # ---- the gateway payment: open, close, retry -----------------------------------------------
+
+    async def _open_payment(self, expires_at) -> str | None:
+        """Open the current attempt's payment at the gateway; the failure, if it could not."""
+        try:
+            self._session = await workflow.execute_activity_method(
+                PaymentActivities.create_payment,
+                OpenPaymentInput(self._checkout, expires_at, self._attempt),
+                start_to_close_timeout=GATEWAY_CALL,
+                schedule_to_close_timeout=OPEN_PAYMENT_DEADLINE,
+                retry_policy=GATEWAY_RETRY,
+                summary="open the payment at the gateway",
+            )
+        except ActivityError as err:
+            return f"could not open the payment: {err.cause}"
+        return None
+
+    async def _close_payment(self) -> bool:
+        """Close the current payment at the gateway. False: closed unpaid. True: the buyer
+        paid first, and that capture is judged like any word from the gateway."""
+        c = self._checkout
+        closed = await workflow.execute_activity_method(
+            PaymentActivities.close_payment,
+            OrderRef(c.order_id, c.gateway, self._attempt),
+            start_to_close_timeout=GATEWAY_CALL,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            summary="close the payment at the gateway",
+        )
+        if closed.outcome != PaymentOutcome.SUCCEEDED:
+            return False
+        self._outcome = None  # a decline before it was not the last word
+        if closed.amount is None:  # a close recorded before closes said what was paid
+            self._outcome = PaymentOutcome.SUCCEEDED
+        else:  # another amount than the order's is held for support
+            paid = PaymentEvent(
+                c.gateway,
+                f"close-{self._attempt}",
+                c.order_id,
+                closed.payment_id,
+                PaymentOutcome.SUCCEEDED,
+                closed.amount,
+                closed.currency,
+                self._attempt,
+            )
+            self._take(paid)
+        return True
+
+    def _may_retry(self) -> bool:
+        return (
+            self._outcome == PaymentOutcome.DECLINED
+            and self._cancel is None
+            and self._held is None
+            and self._attempt < self._checkout.max_payment_attempts
+        )
+
+    async def _await_retry(self, expires_at) -> bool:
+        """Declined: until the window closes the buyer may try again. True once they do;
+        False when the window closes (the order fails) or on a cancel (the order is closed
+        at the gateway and cancelled, as any cancel)."""
+        c = self._checkout
+        self._reason = (
+            f"declined by the gateway (attempt {self._attempt} of {c.max_payment_attempts})"
+        )
+        declined = StatusChange(
+            c.order_id, OrderStatus.AWAITING_PAYMENT, f"{self._reason}; the buyer may try again"
+        )
+        await db_step(OrderActivities.set_status, declined, "record the decline")
+        self._awaiting_retry = True
+        # In the background: a storefront that is down must not hold up the buyer's retry.
+        event = StorefrontEvent(
+            f"evt_{c.order_id}_declined_{self._attempt}",
+            "order.payment_declined",
+            self._view(),
+            workflow.now(),
+        )
+        self._background.append(asyncio.create_task(notify_storefront(event)))
+        self._details(
+            f"Declined; waiting for the buyer to try again until {expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._retry is not None or self._cancel is not None,
+                timeout=max(expires_at - workflow.now(), timedelta(0)),
+                timeout_summary="the buyer's retry",
+            )
+        except TimeoutError:
+            pass
+        self._awaiting_retry = False
+        if self._cancel is not None:
+            self._outcome = None  # close the declined payment, then cancel
+            return False
+        return self._retry is not None
+
+    async def _open_next_attempt(self, expires_at) -> str | None:
+        """Close the declined payment first: if the buyer paid it after all, that capture
+        counts and no other payment is opened. Otherwise open the next one; at most one of
+        an order's payments is ever kept, any other capture is refunded as a stray."""
+        c = self._checkout
+        self._details(f"Opening payment attempt {self._retry} at {c.gateway}")
+        if await self._close_payment():
+            self._retry = None
+            return None
+        self._attempt, self._session, self._outcome, self._reason = self._retry, None, None, None
+        failure = await self._open_payment(expires_at)
+        if failure is None:
+            self._retry = None  # else the retry's caller learns how the checkout ended
+        self._details(f"Waiting for the buyer to pay (attempt {self._attempt})")
+        return failure
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -425,4 +560,5 @@ class CheckoutWorkflow:
             gateway=c.gateway,
             payment=self._session,
             reason=self._reason,
+            can_retry=self._awaiting_retry and self._retry is None,
         )

@@ -1,4 +1,4 @@
-"""GET /v1/orders/{order_id} and POST /v1/orders/{order_id}/cancel."""
+"""/v1/orders/{order_id}: read it and its ledger; cancel, retry after a decline, review."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import CallerDep, OrderIdPath, SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.problems import Problem
 from api.routers.refunds import refund_out
-from api.schemas import CancelIn, LedgerEntryOut, LedgerTransactionOut, OrderOut, ReviewIn
+from api.schemas import (
+    CancelIn,
+    CheckoutOut,
+    LedgerEntryOut,
+    LedgerTransactionOut,
+    OrderOut,
+    ReviewIn,
+)
 from kassa.contracts import CancelRequest, OrderStatus, ReviewDecision, checkout_workflow_id
 from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund
 from workflows.checkout import CheckoutWorkflow
@@ -38,6 +45,7 @@ def _out(order: Order, refunds: list[Refund] = ()) -> OrderOut:
         customer_id=order.customer_id,
         gateway=order.gateway,
         payment_url=order.payment_url,
+        payment_attempts=order.payment_attempts,
         expires_at=order.expires_at,
         refunded_amount=order.refunded_amount,
         refunds=[refund_out(r) for r in refunds],
@@ -126,6 +134,49 @@ async def cancel_order(
 
 
 @router.post(
+    "/{order_id}/retry",
+    response_model=CheckoutOut,
+    operation_id="retry_payment",
+    responses={409: {"description": "the payment is not declined, or no attempt is left"}},
+)
+async def retry_payment(
+    order_id: OrderIdPath,
+    caller: CallerDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> CheckoutOut:
+    """After a decline, open another payment for the order within its payment window (a
+    new page for the buyer, `payment.attempt` one higher). The declined payment is closed at
+    the gateway first: if the buyer paid it after all, the answer is the paid order. Asking
+    twice for the same retry opens one payment."""
+    order = await _order(session, order_id)
+    try:
+        view = await _ask_checkout(
+            temporal,
+            settings,
+            order_id,
+            CheckoutWorkflow.retry_payment,
+            None,
+            "retry",
+            "retry",
+            update_id=f"retry-after-{order.payment_attempts}",  # one retry per declined payment
+        )
+    except WorkflowUpdateFailedError as err:
+        detail = err.cause.message if isinstance(err.cause, ApplicationError) else None
+        raise Problem(
+            409, "retry-not-allowed", "Nothing to retry", detail, field="order_id"
+        ) from err
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise Problem(
+            409, "retry-not-allowed", f"The order is already {order.status}", field="order_id"
+        ) from err
+    return CheckoutOut.of(view)
+
+
+@router.post(
     "/{order_id}/review",
     response_model=OrderOut,
     operation_id="review_held_payment",
@@ -160,17 +211,21 @@ async def review_held_payment(
     return _out(await _order(session, order_id))
 
 
-async def _ask_checkout(temporal, settings, order_id: str, update, arg, update_id: str, what: str):
-    """Run an update on the order's checkout. A stable update id makes a repeat safe; no
-    answer in time (no worker) is a 503 with Retry-After, never a hang or a 500."""
+async def _ask_checkout(
+    temporal, settings, order_id: str, update, arg, name: str, what: str, update_id=None
+):
+    """Run an update on the order's checkout. A stable update id (default: `name`) makes a
+    repeat safe; no answer in time (no worker) is a 503 with Retry-After, never a hang or a
+    500."""
     handle = temporal.get_workflow_handle(checkout_workflow_id(order_id))
     try:
         async with asyncio.timeout(settings.checkout_start_timeout_seconds):
-            return await handle.execute_update(update, arg, id=update_id)
+            args = [] if arg is None else [arg]
+            return await handle.execute_update(update, args=args, id=update_id or name)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
         raise Problem(
             503,
-            f"{update_id}-pending",
+            f"{name}-pending",
             f"The {what} is not finished yet; retry",
             headers={"Retry-After": "2"},
         ) from err

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 
-from kassa.contracts import SA_AMOUNT_MINOR, SA_ORDER_ID, SA_PAYMENT_STATUS
+from kassa.contracts import SA_AMOUNT_MINOR, SA_ORDER_ID, SA_PAYMENT_STATUS, order_of_reference
 from kassa.models import Entitlement, IdempotencyKey, Order
 from tests.support import buyer_acts, eventually, record_history
 from workflows.checkout import CheckoutWorkflow
@@ -168,12 +168,58 @@ async def test_cancel_closes_the_payment_and_refuses_a_paid_order(stack, sandbox
         assert (await api.get(f"/v1/orders/{paid['order_id']}")).json()["status"] == "fulfilled"
 
 
-async def test_declined_on_the_page_fails_the_order(stack):
+async def declined(api: httpx.AsyncClient, checkout: dict) -> dict:
+    """The buyer declines on the page; the order waits for them to try again."""
+    await buyer_acts(checkout["payment"]["payment_url"], "declined")
+
+    async def offered():
+        order = (await api.get(f"/v1/orders/{checkout['order_id']}")).json()
+        return order if "may try again" in (order["reason"] or "") else None
+
+    return await eventually(offered)
+
+
+async def test_declined_then_paid_on_a_second_attempt(stack, sandbox, storefront):
     async with stack.http() as api:
-        checkout = (await post_checkout(api, checkout_body())).json()
-        await buyer_acts(checkout["payment"]["payment_url"], "declined")
+        first = (await post_checkout(api, checkout_body())).json()
+        order_id = first["order_id"]
+        early = await api.post(f"/v1/orders/{order_id}/retry")
+        waiting = await declined(api, first)
+        retried = await api.post(f"/v1/orders/{order_id}/retry")
+        twice = await api.post(f"/v1/orders/{order_id}/retry")  # a double click: one payment
+        assert retried.status_code == 200, retried.text
+        second = retried.json()
+        await buyer_acts(second["payment"]["payment_url"])
+        order = await wait_for_status(api, order_id, "fulfilled")
+
+    assert early.status_code == 409 and early.json()["type"].endswith(":retry-not-allowed")
+    assert (waiting["status"], waiting["payment_attempts"]) == ("awaiting_payment", 1)
+    assert second["payment"]["attempt"] == 2 and second["status"] == "awaiting_payment"
+    assert second["payment"]["payment_url"] != first["payment"]["payment_url"]
+    assert twice.status_code in (200, 409)  # the same retry again, or the new payment is open
+    assert twice.status_code == 409 or twice.json()["payment"] == second["payment"]
+    assert (order["payment_attempts"], order["payment_url"]) == (
+        2,
+        second["payment"]["payment_url"],
+    )
+    at_gateway = [
+        p
+        for p in sandbox.payments.values()
+        if order_of_reference(p["merchant_order_id"])[0] == order_id
+    ]
+    assert sorted(p["status"] for p in at_gateway) == ["declined", "succeeded"]
+    events = [e["payload"]["type"] for e in storefront.for_order(order_id)]
+    assert events[0] == "order.payment_declined" and events[-1] == "order.fulfilled"
+
+
+async def test_a_decline_nobody_retries_fails_when_the_window_closes(stack):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body(expires_in_seconds=3))).json()
+        await declined(api, checkout)
         order = await wait_for_status(api, checkout["order_id"], "failed")
+        late = await api.post(f"/v1/orders/{checkout['order_id']}/retry")
     assert order["reason"] == "declined by the gateway"
+    assert late.status_code == 409
 
 
 async def test_the_workflow_can_be_queried_for_its_state(stack):

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import httpx
 
-from kassa.contracts import SA_PAYMENT_STATUS, refund_workflow_id, stray_refund_id
+from kassa.contracts import (
+    SA_PAYMENT_STATUS,
+    payment_reference,
+    refund_workflow_id,
+    stray_refund_id,
+)
 from kassa.models import StrayCapture
-from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
+from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
 from tests.support import buyer_acts, eventually, ledger_of
 
@@ -95,3 +100,27 @@ async def test_a_payment_of_another_amount_is_held_until_support_refunds_it(
     assert sandbox.payments[payment_id]["refunded_amount"] == 100
     stray = await stray_of(sessions, payment_id)
     assert (stray.kind, stray.amount, stray.status) == ("amount_mismatch", 100, "succeeded")
+
+
+async def test_a_capture_of_a_declined_attempt_is_refunded_and_the_retry_kept(
+    stack, sandbox, sessions, settings
+):
+    """Two of the order's payments end captured: the order keeps its current attempt's, the
+    other is a double payment and goes back (at most one attempt is kept)."""
+    async with stack.http() as api:
+        first = (await post_checkout(api, checkout_body())).json()
+        order_id = first["order_id"]
+        await declined(api, first)
+        second = (await api.post(f"/v1/orders/{order_id}/retry")).json()
+        declined_id = first["payment"]["payment_url"].rsplit("/", 1)[1]
+        async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+            extra = (await http.post(f"/_emulator/payments/{declined_id}/capture-again")).json()
+        await buyer_acts(second["payment"]["payment_url"])
+        order = await wait_for_status(api, order_id, "fulfilled")
+    stray = await eventually(lambda: _refunded(sessions, extra["id"]), timeout=30)
+
+    assert (stray.kind, stray.amount, stray.status) == ("double_payment", 29700, "succeeded")
+    kept = sandbox.payments[sandbox.by_order[payment_reference(order_id, 2)]]
+    assert (kept["status"], kept["refunded_amount"]) == ("succeeded", 0)
+    assert sandbox.payments[extra["id"]]["refunded_amount"] == 29700
+    assert (order["refunded_amount"], order["payment_attempts"]) == (0, 2)

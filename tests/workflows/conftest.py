@@ -85,6 +85,7 @@ def gateway_event(view: CheckoutView, outcome: PaymentOutcome, n: int = 1) -> Pa
         outcome,
         view.amount,
         view.currency,
+        view.payment.attempt,
     )
 
 

@@ -7,7 +7,13 @@ import asyncio
 import httpx
 import pytest_asyncio
 
-from kassa.contracts import OrderStatus, PaymentEvent, PaymentOutcome, checkout_workflow_id
+from kassa.contracts import (
+    CancelRequest,
+    OrderStatus,
+    PaymentEvent,
+    PaymentOutcome,
+    checkout_workflow_id,
+)
 from tests.support import buyer_acts, new_checkout
 from tests.workflows.conftest import order_row
 from workflows.checkout import CheckoutWorkflow
@@ -77,3 +83,19 @@ async def test_a_lost_callback_is_found_by_asking_the_gateway(started, sessions,
     assert sandbox.behaviour.faults.counts["dropped_callbacks"] == 1
     history = (await handle.fetch_history()).to_json()
     assert "payment_status" in history and "close_payment" not in history
+
+
+async def test_another_amount_found_only_by_the_close_is_held(started, sessions, sandbox):
+    """The buyer paid 1.00 instead of the order's amount and the callback never came; the
+    cancel's close finds the capture: the order is held for support, not paid."""
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+    await buyer_acts(view.payment.payment_url, amount=100)  # no callback reaches the workflow
+
+    answer = await handle.execute_update(CheckoutWorkflow.cancel, CancelRequest("changed mind"))
+
+    assert answer.status == OrderStatus.ON_HOLD
+    order = await order_row(sessions, checkout.order_id)
+    assert order.status == "on_hold" and "paid 100 CNY" in order.status_reason
+    assert order.paid_at is None
+    await handle.terminate("test finished: support's refund runs on the dev server elsewhere")

@@ -1,0 +1,118 @@
+"""The buyer tries again after a decline (hard case 9), on the time-skipping server: each
+attempt is a gateway payment of its own, and at most one of them is kept."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from kassa.contracts import OrderStatus, PaymentOutcome, payment_reference
+from tests.support import buyer_acts, new_checkout
+from tests.workflows.conftest import (
+    gateway_event,
+    gateway_payment,
+    order_row,
+    pass_the_payment_window,
+    pay,
+)
+from workflows.checkout import CheckoutWorkflow
+
+
+def attempts(sandbox, order_id: str, n: int) -> list[dict]:
+    """The gateway payments of the order's attempts 1..n, as the gateway sees them."""
+    return [gateway_payment(sandbox, payment_reference(order_id, a)) for a in range(1, n + 1)]
+
+
+async def decline(view, handle) -> None:
+    await buyer_acts(view.payment.payment_url, "declined")
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
+    )
+
+
+async def until_retry_is_offered(handle):
+    while not (view := await handle.query(CheckoutWorkflow.state)).can_retry:
+        pass
+    return view
+
+
+async def test_the_buyer_pays_on_the_second_attempt(started, sandbox, sessions):
+    checkout = new_checkout(max_payment_attempts=3)
+    first, handle = await started(checkout)
+    await decline(first, handle)
+    declined = await until_retry_is_offered(handle)
+    assert declined.status == OrderStatus.AWAITING_PAYMENT
+    assert "declined by the gateway (attempt 1 of 3)" in declined.reason
+    assert "may try again" in (await order_row(sessions, checkout.order_id)).status_reason
+
+    second = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
+    again = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
+    await pay(second, handle)
+    result = await handle.result()
+
+    assert second.payment.attempt == 2 and again.payment == second.payment  # one new payment
+    assert second.payment.payment_id != first.payment.payment_id
+    assert result.status == OrderStatus.FULFILLED
+    one, two = attempts(sandbox, checkout.order_id, 2)
+    assert (one["status"], two["status"]) == ("declined", "succeeded")
+    assert gateway_payment(sandbox, payment_reference(checkout.order_id, 3)) is None
+    order = await order_row(sessions, checkout.order_id)
+    assert (order.payment_attempts, order.gateway_payment_id) == (2, two["id"])
+
+
+async def test_a_decline_nobody_retries_fails_when_the_window_closes(
+    started, workflow_env, sessions, sandbox
+):
+    checkout = new_checkout(max_payment_attempts=3)
+    view, handle = await started(checkout)
+    await decline(view, handle)
+    await until_retry_is_offered(handle)
+
+    await pass_the_payment_window(workflow_env)
+    result = await handle.result()
+
+    assert (result.status, result.reason) == (OrderStatus.FAILED, "declined by the gateway")
+    assert [p["status"] for p in attempts(sandbox, checkout.order_id, 1)] == ["declined"]
+    assert (await order_row(sessions, checkout.order_id)).payment_attempts == 1
+
+
+async def test_the_last_allowed_decline_fails_at_once_and_refuses_a_retry(started, sandbox):
+    checkout = new_checkout(max_payment_attempts=2)
+    first, handle = await started(checkout)
+    await decline(first, handle)
+    await until_retry_is_offered(handle)
+    second = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
+    await decline(second, handle)
+
+    assert (await handle.result()).status == OrderStatus.FAILED
+    with pytest.raises(RPCError):  # the checkout is over
+        await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-2")
+
+
+async def test_no_retry_before_a_decline(started):
+    view, handle = await started(new_checkout(max_payment_attempts=3))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
+    assert refused.value.cause.type == "RetryNotAllowed"
+    assert (await handle.query(CheckoutWorkflow.state)).payment == view.payment
+
+
+async def test_a_declined_payment_that_was_paid_after_all_is_kept(started, sandbox, sessions):
+    """The decline was not the last word: the buyer's payment went through. The close before
+    the retry finds it captured, so the order is paid with it and no other payment opens."""
+    checkout = new_checkout(max_payment_attempts=3)
+    view, handle = await started(checkout)
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
+    )
+    await until_retry_is_offered(handle)
+    await buyer_acts(view.payment.payment_url, "succeeded")  # its callback is lost
+
+    answer = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
+    result = await handle.result()
+
+    assert answer.status.is_paid and answer.payment.attempt == 1
+    assert result.status == OrderStatus.FULFILLED
+    assert gateway_payment(sandbox, payment_reference(checkout.order_id, 2)) is None
+    assert (await order_row(sessions, checkout.order_id)).payment_attempts == 1
