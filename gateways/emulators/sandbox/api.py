@@ -42,8 +42,7 @@ def settle(state: SandboxState, outbox: Outbox, refund: dict, outcome: str) -> N
     payment = state.payments[refund["payment_id"]]
     if outcome == "failed":
         payment["refunded_amount"] -= refund["amount"]
-    state.save()
-    outbox.emit(f"refund.{outcome}", refund, payment["notify_url"])
+    outbox.save_and_emit(f"refund.{outcome}", refund, payment["notify_url"])
 
 
 def merchant_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) -> APIRouter:

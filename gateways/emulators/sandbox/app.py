@@ -27,7 +27,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
         async with httpx.AsyncClient(timeout=10) as http:
             outbox.start(http)
             yield
-            outbox.stop()
+            await outbox.stop()
 
     app = FastAPI(title="Kassa sandbox gateway", lifespan=lifespan)
     app.state.sandbox = state

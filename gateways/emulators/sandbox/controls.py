@@ -59,8 +59,7 @@ def emulator_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
         if payment["status"] not in ("closed", "expired"):
             return error(409, "payment_not_closed", status=payment["status"])
         payment["status"] = "succeeded"
-        state.save()
-        outbox.emit("payment.succeeded", payment, payment["notify_url"])
+        outbox.save_and_emit("payment.succeeded", payment, payment["notify_url"])
         return payment
 
     @router.post("/payments/{payment_id}/capture-again")
@@ -77,8 +76,7 @@ def emulator_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
             "created_at": now().isoformat(),
         }
         state.payments[second_id] = second
-        state.save()
-        outbox.emit("payment.succeeded", second, second["notify_url"])
+        outbox.save_and_emit("payment.succeeded", second, second["notify_url"])
         return second
 
     @router.get("/faults")

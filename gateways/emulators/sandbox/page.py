@@ -57,8 +57,7 @@ def buyer_routes(state: SandboxState, outbox: Outbox) -> APIRouter:
         payment["status"] = outcome
         if amount is not None and outcome == "succeeded":
             payment["amount"] = amount
-        state.save()
-        outbox.emit(f"payment.{outcome}", payment, payment["notify_url"])
+        outbox.save_and_emit(f"payment.{outcome}", payment, payment["notify_url"])
         return _render(payment)
 
     return router

@@ -45,6 +45,7 @@ class SandboxState:
     payments: dict[str, dict] = field(default_factory=dict)
     by_order: dict[str, str] = field(default_factory=dict)
     refunds: dict[str, dict] = field(default_factory=dict)
+    outbox: dict[str, dict] = field(default_factory=dict)  # callbacks to deliver (outbox.py)
     callbacks: list[dict] = field(default_factory=list)  # one row per delivery attempt
     behaviour: SandboxBehaviour = field(default_factory=SandboxBehaviour)
 
@@ -52,7 +53,8 @@ class SandboxState:
         if self.file is None:
             return
         tmp = self.file.with_suffix(".tmp")  # written aside, then renamed: never half a file
-        tmp.write_text(json.dumps({"payments": self.payments, "refunds": self.refunds}))
+        saved = {"payments": self.payments, "refunds": self.refunds, "outbox": self.outbox}
+        tmp.write_text(json.dumps(saved))
         tmp.replace(self.file)
 
     @classmethod
@@ -61,6 +63,7 @@ class SandboxState:
         if file is not None and file.exists():
             data = json.loads(file.read_text())
             state.payments, state.refunds = data["payments"], data["refunds"]
+            state.outbox = data.get("outbox", {})  # files from before the outbox have none
             for payment in state.payments.values():  # the first payment of an order is its own
                 state.by_order.setdefault(payment["merchant_order_id"], payment["id"])
         return state
