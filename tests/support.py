@@ -10,6 +10,7 @@ import socket
 import sys
 import uuid
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateways.base import NewPayment
 from kassa.contracts import CheckoutInput, LineItem
 from kassa.models import LedgerEntry, LedgerTransaction
 
@@ -86,6 +88,24 @@ def new_checkout(
         currency=currency,
         gateway="sandbox",
         expires_in_seconds=overrides.pop("expires_in_seconds", 900),
+        **overrides,
+    )
+
+
+def new_payment(
+    notify_url: str = "http://127.0.0.1:9/unused",
+    amount: int = 4200,
+    expires_in: timedelta = timedelta(minutes=15),
+    **overrides,
+) -> NewPayment:
+    """A payment request as Kassa's adapter sends it to a gateway."""
+    return NewPayment(
+        merchant_order_id=overrides.pop("merchant_order_id", f"ord_{uuid.uuid4().hex[:10]}"),
+        amount=amount,
+        currency="CNY",
+        description="1 × Course",
+        expires_at=datetime.now(UTC) + expires_in,
+        notify_url=notify_url,
         **overrides,
     )
 

@@ -5,9 +5,8 @@ retried until the merchant answers 2xx)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -17,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateways.base import GatewayRejected, InvalidSignature, NewPayment
+from gateways.base import GatewayRejected, InvalidSignature
 from gateways.sandbox import SandboxGateway
 from kassa.contracts import PaymentOutcome
-from tests.support import buyer_acts, eventually, free_port, serving
+from tests.support import buyer_acts, eventually, free_port, new_payment, serving
 
 
 class FlakyMerchant:
@@ -49,25 +48,8 @@ async def adapter(settings, sandbox):
         )
 
 
-def payment(
-    notify_url: str = "http://127.0.0.1:9/unused",
-    amount: int = 4200,
-    expires_in: timedelta = timedelta(minutes=15),
-    **overrides,
-) -> NewPayment:
-    return NewPayment(
-        merchant_order_id=overrides.pop("merchant_order_id", f"ord_{uuid.uuid4().hex[:10]}"),
-        amount=amount,
-        currency="CNY",
-        description="1 × Course",
-        expires_at=datetime.now(UTC) + expires_in,
-        notify_url=notify_url,
-        **overrides,
-    )
-
-
 async def test_creation_is_idempotent_per_merchant_order_id(adapter, sandbox):
-    request = payment()
+    request = new_payment()
     first = await adapter.create_payment(request)
     again = await adapter.create_payment(request)
     assert first == again
@@ -76,11 +58,13 @@ async def test_creation_is_idempotent_per_merchant_order_id(adapter, sandbox):
         == 1
     )
     with pytest.raises(GatewayRejected, match="merchant_order_id_reused"):
-        await adapter.create_payment(payment(merchant_order_id=request.merchant_order_id, amount=1))
+        await adapter.create_payment(
+            new_payment(merchant_order_id=request.merchant_order_id, amount=1)
+        )
 
 
 async def test_query_and_close_an_unpaid_payment(adapter):
-    request = payment()
+    request = new_payment()
     await adapter.create_payment(request)
     assert (await adapter.get_payment(request.merchant_order_id)).outcome == "pending"
     assert await adapter.close_payment(request.merchant_order_id) == PaymentOutcome.CLOSED
@@ -88,7 +72,7 @@ async def test_query_and_close_an_unpaid_payment(adapter):
 
 
 async def test_a_paid_payment_refuses_to_close_saying_it_is_paid(adapter):
-    request = payment()
+    request = new_payment()
     session = await adapter.create_payment(request)
     await buyer_acts(session.payment_url, "succeeded")
     assert await adapter.close_payment(request.merchant_order_id) == PaymentOutcome.SUCCEEDED
@@ -96,7 +80,7 @@ async def test_a_paid_payment_refuses_to_close_saying_it_is_paid(adapter):
 
 
 async def test_an_unpaid_payment_expires_and_cannot_be_paid(adapter):
-    request = payment(expires_in=timedelta(milliseconds=300))
+    request = new_payment(expires_in=timedelta(milliseconds=300))
     session = await adapter.create_payment(request)
     await asyncio.sleep(0.4)
     assert (await adapter.get_payment(request.merchant_order_id)).outcome == "closed"
@@ -107,7 +91,7 @@ async def test_an_unpaid_payment_expires_and_cannot_be_paid(adapter):
 
 
 async def test_refunds_are_idempotent_and_capped(adapter, settings, sandbox):
-    request = payment(amount=1000)
+    request = new_payment(amount=1000)
     session = await adapter.create_payment(request)
     await buyer_acts(session.payment_url, "succeeded")
     async with httpx.AsyncClient(
@@ -128,7 +112,7 @@ async def test_callbacks_are_signed_and_retried_until_the_merchant_accepts(adapt
     merchant = FlakyMerchant(adapter, failures=2)
     port = free_port()
     async with serving(merchant.app, port):
-        request = payment(notify_url=f"http://127.0.0.1:{port}/callback")
+        request = new_payment(notify_url=f"http://127.0.0.1:{port}/callback")
         session = await adapter.create_payment(request)
         await buyer_acts(session.payment_url, "succeeded")
         [event] = await eventually(lambda: merchant.accepted)
@@ -145,9 +129,9 @@ async def test_callbacks_are_signed_and_retried_until_the_merchant_accepts(adapt
 
 async def test_naive_or_past_expiry_is_refused(adapter):
     with pytest.raises(GatewayRejected, match="expires_at_in_past"):
-        await adapter.create_payment(payment(expires_in=timedelta(seconds=-1)))
+        await adapter.create_payment(new_payment(expires_in=timedelta(seconds=-1)))
     with pytest.raises(GatewayRejected):  # no time zone: refused, not guessed
-        await adapter.create_payment(replace(payment(), expires_at=datetime(2030, 1, 1)))
+        await adapter.create_payment(replace(new_payment(), expires_at=datetime(2030, 1, 1)))
 
 
 def test_the_adapter_refuses_a_callback_it_cannot_verify(adapter):
