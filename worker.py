@@ -19,6 +19,7 @@ from activities.invoices import InvoiceActivities
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.reconcile import ReconcileActivities
 from activities.refunds import RefundActivities
 from activities.risk import RiskActivities
 from gateways import build_gateways
@@ -27,9 +28,10 @@ from kassa.db import make_engine, make_sessionmaker
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
 from workflows.checkout import CheckoutWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
 
-WORKFLOWS = [CheckoutWorkflow, RefundWorkflow]
+WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, ReconcileWorkflow]
 
 
 def build_worker(
@@ -49,6 +51,7 @@ def build_worker(
     entitlements = EntitlementActivities(sessions)
     invoices = InvoiceActivities(sessions)
     notify = NotifyActivities(http, sessions, settings)
+    reconcile = ReconcileActivities(client, gateways, sessions, settings)
     activities = [
         orders.create_order,
         orders.set_status,
@@ -67,6 +70,7 @@ def build_worker(
         refunds.complete_refund,
         refunds.fail_refund,
         notify.notify_storefront,
+        reconcile.reconcile,
     ]
     replace = replace or {}
     return Worker(

@@ -309,6 +309,15 @@ class CloseResult:
 
 
 @dataclass(frozen=True)
+class ReconcileReport:
+    """One reconciliation pass: how many ended orders were compared with their gateway, and
+    the captures found that no order keeps (each now has a refund on its way)."""
+
+    orders_checked: int
+    strays_found: list[str]  # gateway payment ids
+
+
+@dataclass(frozen=True)
 class StorefrontEvent:
     """An outgoing webhook; `event_id` is stable so redeliveries can be deduplicated."""
 

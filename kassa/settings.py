@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # Gateway payments a buyer may open per order: after a decline, try again in the window.
     max_payment_attempts: int = Field(3, ge=1, le=10)
 
+    # Reconciliation (对账): a schedule compares recently ended orders with their gateways.
+    reconcile_every_minutes: int = Field(15, ge=1)
+    reconcile_lookback_hours: int = Field(72, ge=1)
+
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
     risk_max_order_amount: int = 50_000_00
     risk_max_orders_per_customer: int = 10

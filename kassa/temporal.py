@@ -3,12 +3,23 @@ tests, replayer), or payloads written by one could not be read by another."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -26,6 +37,34 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
     )
+
+
+RECONCILE_SCHEDULE = "kassa-reconcile"
+
+
+async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
+    """The schedule that runs reconciliation; one that exists already is left as it is
+    (support may have paused it)."""
+    from workflows.reconcile import ReconcileWorkflow
+
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcileWorkflow.run,
+            settings.reconcile_lookback_hours,
+            id="reconcile",  # the schedule appends the time of each run
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(minutes=settings.reconcile_every_minutes))
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECONCILE_SCHEDULE, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:

@@ -161,3 +161,15 @@ async def ledger_of(sessions, order_id: str) -> list[tuple[str, str, int]]:
             .order_by(LedgerEntry.id)
         )
         return [tuple(row) for row in rows]
+
+
+async def reconcile(stack):
+    """One reconciliation pass, as the schedule runs it: the workflow on the stack's worker."""
+    from workflows.reconcile import ReconcileWorkflow
+
+    return await stack.temporal.execute_workflow(
+        ReconcileWorkflow.run,
+        24,
+        id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.settings.task_queue,
+    )

@@ -14,20 +14,17 @@ import json
 import structlog
 from fastapi import APIRouter, Request
 from sqlalchemy.dialects.postgresql import insert
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
 from api.problems import Problem
 from gateways.base import InvalidSignature, MalformedCallback
+from kassa import strays
 from kassa.contracts import (
     OrderStatus,
     PaymentEvent,
     PaymentOutcome,
     RefundEvent,
-    RefundInput,
-    StrayKind,
     checkout_workflow_id,
     refund_workflow_id,
 )
@@ -116,8 +113,7 @@ async def _signal(temporal, workflow_id: str, signal, event) -> bool:
 
 async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEvent) -> None:
     """A capture reported after its checkout ended: unless it is the capture the order kept,
-    it is a late or a second payment, and its own refund workflow gives it back.
-    Signal-with-start on an id derived from the gateway payment: two reports, one refund."""
+    it is a late or a second payment, and its own refund gives it back."""
     async with sessions() as session:
         order = await session.get(Order, event.order_id)
     if order is None:
@@ -137,18 +133,4 @@ async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEv
             payment_id=event.payment_id,
         )
         return
-    kind = StrayKind.DOUBLE_PAYMENT if status.is_paid else StrayKind.LATE_PAYMENT
-    refund = RefundInput.for_stray(event, order.gateway, kind)
-    try:
-        await temporal.start_workflow(
-            RefundWorkflow.run,
-            refund,
-            id=refund_workflow_id(refund.refund_id),
-            task_queue=settings.task_queue,
-            start_signal="report",
-            start_signal_args=[event],
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"Refund of the {kind} {event.payment_id} on order {order.order_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # given back already
+    await strays.give_back(temporal, settings.task_queue, order, event)

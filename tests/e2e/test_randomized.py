@@ -17,16 +17,31 @@ import httpx
 
 from gateways import build_gateways
 from kassa import ledger
+from kassa.contracts import order_of_reference
 from tests.e2e.test_purchase import checkout_body, post_checkout
-from tests.support import eventually
+from tests.support import eventually, reconcile
 
 SEED = int(os.environ.get("KASSA_PROPERTY_SEED", "20261123"))
 CHECKOUTS = int(os.environ.get("KASSA_PROPERTY_CHECKOUTS", "24"))
-BEHAVIOURS = ["pay", "decline", "abandon", "cancel", "pay_and_cancel", "pay_then_refund"]
+BEHAVIOURS = [
+    "pay",
+    "decline",
+    "decline_then_pay",  # a second attempt after the decline
+    "abandon",
+    "pay_late",  # the money arrives after the window closed
+    "pay_twice",  # a second capture for the order
+    "cancel",
+    "pay_and_cancel",
+    "pay_then_refund",
+]
 KEPT = {"fulfilled": "all", "partially_refunded": "rest", "refunded": "rest"}
 
 
-async def buyer(api: httpx.AsyncClient, dice: random.Random, behaviour: str) -> str:
+async def buyer(
+    api: httpx.AsyncClient, gateway: httpx.AsyncClient, dice: random.Random, behaviour: str
+) -> str:
+    """One buyer's checkout. `gateway` reaches the emulator's own endpoints, where money moves
+    without the merchant asking (they answer 409 when the payment cannot be captured)."""
     body = checkout_body(expires_in_seconds=dice.randint(3, 6))
     for _ in range(20):  # the gateway may fail to open the payment; retrying is safe
         created = await post_checkout(api, body, key=f"prop-{body['customer_id']}")
@@ -45,10 +60,22 @@ async def buyer(api: httpx.AsyncClient, dice: random.Random, behaviour: str) -> 
     url = checkout["payment"]["payment_url"]
     await asyncio.sleep(dice.uniform(0, 1.5))
     async with httpx.AsyncClient() as browser:
-        if behaviour in ("pay", "pay_then_refund"):
+        if behaviour in ("pay", "pay_then_refund", "pay_twice"):
             await browser.post(url, data={"outcome": "succeeded"})
-        elif behaviour == "decline":
+        elif behaviour in ("decline", "decline_then_pay"):
             await browser.post(url, data={"outcome": "declined"})
+        if behaviour == "decline_then_pay":
+            # Until the decline has reached the checkout, or the window closed.
+            for _ in range(100):
+                retried = await api.post(f"/v1/orders/{order_id}/retry")
+                if retried.status_code != 409 or await _final(api, order_id):
+                    break
+                await asyncio.sleep(0.1)
+            if retried.status_code == 200 and retried.json()["payment"]:
+                url = retried.json()["payment"]["payment_url"]
+                await browser.post(url, data={"outcome": "succeeded"})
+        elif behaviour == "pay_twice":
+            await gateway.post(f"/_emulator/payments/{url.rsplit('/', 1)[1]}/capture-again")
         elif behaviour == "cancel":
             await api.post(f"/v1/orders/{order_id}/cancel")
         elif behaviour == "pay_and_cancel":  # who wins does not matter; the money must be right
@@ -57,6 +84,8 @@ async def buyer(api: httpx.AsyncClient, dice: random.Random, behaviour: str) -> 
                 api.post(f"/v1/orders/{order_id}/cancel"),
             )
     final = await settled(api, order_id)
+    if behaviour == "pay_late" and final == "expired":
+        await gateway.post(f"/_emulator/payments/{url.rsplit('/', 1)[1]}/late-capture")
     if behaviour == "pay_then_refund" and final == "fulfilled":
         amount = dice.choice([None, 1000])
         refund = await api.post(
@@ -69,12 +98,13 @@ async def buyer(api: httpx.AsyncClient, dice: random.Random, behaviour: str) -> 
     return order_id
 
 
-async def settled(api: httpx.AsyncClient, order_id: str) -> str:
-    async def final():
-        status = (await api.get(f"/v1/orders/{order_id}")).json()["status"]
-        return status if status not in ("created", "awaiting_payment", "paid") else None
+async def _final(api: httpx.AsyncClient, order_id: str) -> str | None:
+    status = (await api.get(f"/v1/orders/{order_id}")).json()["status"]
+    return status if status not in ("created", "awaiting_payment", "paid") else None
 
-    return await eventually(final, timeout=90, interval=0.2)
+
+async def settled(api: httpx.AsyncClient, order_id: str) -> str:
+    return await eventually(lambda: _final(api, order_id), timeout=90, interval=0.2)
 
 
 async def _refund_done(api, refund_id: str) -> bool:
@@ -99,32 +129,54 @@ async def test_randomized_checkouts_keep_the_money_right(stack, sandbox, session
             gate = asyncio.Semaphore(8)
 
             async def one(behaviour: str, n: int) -> str:
-                async with gate:
-                    async with stack.http() as api:
-                        return await buyer(api, random.Random(SEED * 1000 + n), behaviour)
+                async with gate, stack.http() as api:
+                    dice = random.Random(SEED * 1000 + n)
+                    return await buyer(api, http, dice, behaviour)
 
             order_ids = await asyncio.gather(*(one(b, n) for n, b in enumerate(plan)))
             injected = sandbox.behaviour.faults.counts.copy()
         finally:
             await http.put("/_emulator/behaviour", json={})
 
-    outcomes: Counter = Counter()
+    # Captures whose callbacks were dropped are found by reconciliation, as in production.
+    reconciled = await reconcile(stack)
     async with stack.http() as api:
-        for order_id in order_ids:
-            order = (await api.get(f"/v1/orders/{order_id}")).json()
-            outcomes[order["status"]] += 1
-            payments = [p for p in sandbox.payments.values() if p["merchant_order_id"] == order_id]
-            captured = sum(p["amount"] for p in payments if p["status"] == "succeeded")
-            refunded = sum(p["refunded_amount"] for p in payments)
-            kept = order["amount"] - order["refunded_amount"] if order["status"] in KEPT else 0
-            assert captured - refunded == kept, (order, payments)
-            if order["status"] in ("expired", "cancelled", "failed"):
-                assert all(p["status"] != "succeeded" for p in payments), (order, payments)
+        orders = [(await api.get(f"/v1/orders/{order_id}")).json() for order_id in order_ids]
+    # Late and second captures are given back by refunds of their own, shortly after.
+    try:
+        await eventually(lambda: not money_wrong(orders, sandbox), timeout=60, interval=0.5)
+    except AssertionError:
+        pass  # the assertion below says which orders
+    assert money_wrong(orders, sandbox) == []
     async with httpx.AsyncClient() as http:
         problems = await ledger.check(sessions, build_gateways(settings, http))
     assert problems == []
+    outcomes = Counter(order["status"] for order in orders)
     print(
         f"\nrandomized run: seed {SEED}, {len(plan)} checkouts, behaviours "
-        f"{dict(Counter(plan))}, outcomes {dict(outcomes)}, faults injected {injected}"
+        f"{dict(Counter(plan))}, outcomes {dict(outcomes)}, faults injected {injected}, "
+        f"reconciliation found {len(reconciled.strays_found)} stray captures"
     )
     assert sum(injected.values()) > 0
+
+
+def money_wrong(orders: list[dict], sandbox) -> list[tuple]:
+    """Orders whose money at the gateway contradicts them: captures minus refunds must be
+    what the order kept (nothing unless fulfilled or partly refunded), and at most one of the
+    order's gateway payments (attempts, second captures) may keep money."""
+    wrong = []
+    for order in orders:
+        payments = [
+            p
+            for p in sandbox.payments.values()
+            if order_of_reference(p["merchant_order_id"])[0] == order["order_id"]
+        ]
+        captured = sum(p["amount"] for p in payments if p["status"] == "succeeded")
+        refunded = sum(p["refunded_amount"] for p in payments)
+        keeping = [
+            p for p in payments if p["status"] == "succeeded" and p["refunded_amount"] < p["amount"]
+        ]
+        kept = order["amount"] - order["refunded_amount"] if order["status"] in KEPT else 0
+        if captured - refunded != kept or len(keeping) > (1 if kept else 0):
+            wrong.append((order, payments))
+    return wrong

@@ -14,7 +14,7 @@ from kassa.contracts import (
 from kassa.models import StrayCapture
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
-from tests.support import buyer_acts, eventually, ledger_of
+from tests.support import buyer_acts, eventually, ledger_of, reconcile
 
 
 async def stray_of(sessions, payment_id: str) -> StrayCapture | None:
@@ -124,3 +124,27 @@ async def test_a_capture_of_a_declined_attempt_is_refunded_and_the_retry_kept(
     assert (kept["status"], kept["refunded_amount"]) == ("succeeded", 0)
     assert sandbox.payments[extra["id"]]["refunded_amount"] == 29700
     assert (order["refunded_amount"], order["payment_attempts"]) == (0, 2)
+
+
+async def test_reconciliation_finds_a_capture_whose_callback_never_came(
+    stack, sandbox, sessions, settings
+):
+    async with stack.http() as api:
+        order = await bought(api)
+    first = sandbox.by_order[order["order_id"]]
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        await http.put("/_emulator/behaviour", json={"faults": {"drop_callbacks": 1.0}})
+        try:
+            second = (await http.post(f"/_emulator/payments/{first}/capture-again")).json()["id"]
+        finally:
+            await http.put("/_emulator/behaviour", json={})
+    assert await stray_of(sessions, second) is None  # nobody told Kassa
+
+    found = await reconcile(stack)
+    again = await reconcile(stack)
+    stray = await eventually(lambda: _refunded(sessions, second), timeout=30)
+
+    assert second in found.strays_found and second not in again.strays_found
+    assert (stray.kind, stray.amount, stray.status) == ("double_payment", 29700, "succeeded")
+    assert [r["amount"] for r in sandbox.refunds.values() if r["payment_id"] == second] == [29700]
+    assert sandbox.payments[first]["refunded_amount"] == 0

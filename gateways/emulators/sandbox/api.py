@@ -16,7 +16,7 @@ from gateways.emulators.sandbox.state import SandboxConfig, SandboxState, now
 
 
 class PaymentIn(BaseModel):
-    merchant_order_id: str = Field(min_length=1, max_length=64)
+    merchant_order_id: str = Field(min_length=1, max_length=80)  # order id + "~n" for a retry
     amount: int = Field(gt=0, le=10**15)
     currency: str = Field(pattern="^[A-Z]{3}$")
     description: str = Field(max_length=256)
