@@ -148,3 +148,19 @@ async def test_reconciliation_finds_a_capture_whose_callback_never_came(
     assert (stray.kind, stray.amount, stray.status) == ("double_payment", 29700, "succeeded")
     assert [r["amount"] for r in sandbox.refunds.values() if r["payment_id"] == second] == [29700]
     assert sandbox.payments[first]["refunded_amount"] == 0
+
+
+async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
+    from datetime import timedelta
+
+    from kassa.temporal import RECONCILE_SCHEDULE, ensure_reconcile_schedule
+
+    await ensure_reconcile_schedule(dev_env.client, settings)
+    await ensure_reconcile_schedule(dev_env.client, settings)  # kassa run, again: left alone
+    handle = dev_env.client.get_schedule_handle(RECONCILE_SCHEDULE)
+    schedule = (await handle.describe()).schedule
+    await handle.delete()
+
+    assert schedule.spec.intervals[0].every == timedelta(minutes=settings.reconcile_every_minutes)
+    assert schedule.action.workflow == "ReconcileWorkflow"
+    assert schedule.action.task_queue == settings.task_queue

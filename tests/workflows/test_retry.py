@@ -8,7 +8,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from kassa.contracts import OrderStatus, PaymentOutcome, payment_reference
-from tests.support import buyer_acts, new_checkout
+from tests.support import buyer_acts, new_checkout, record_history
 from tests.workflows.conftest import (
     gateway_event,
     gateway_payment,
@@ -59,6 +59,7 @@ async def test_the_buyer_pays_on_the_second_attempt(started, sandbox, sessions):
     assert gateway_payment(sandbox, payment_reference(checkout.order_id, 3)) is None
     order = await order_row(sessions, checkout.order_id)
     assert (order.payment_attempts, order.gateway_payment_id) == (2, two["id"])
+    await record_history(handle, "checkout-paid-on-a-retry")
 
 
 async def test_a_decline_nobody_retries_fails_when_the_window_closes(
