@@ -10,19 +10,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from gateways.base import PaymentGateway
-from kassa import strays
+from kassa import refunds, strays
 from kassa.contracts import (
     OrderStatus,
     PaymentEvent,
     ReconcileReport,
+    RefundStatus,
     payment_reference,
+    refund_workflow_id,
 )
-from kassa.models import Order, StrayCapture
+from kassa.models import Order, Refund, StrayCapture
 from kassa.settings import Settings
 
 ENDED = [status for status in OrderStatus if status.is_final]
+ORPHANED_AFTER = timedelta(minutes=5)  # an API request that reserved it has long given up
 
 
 class ReconcileActivities:
@@ -81,4 +85,30 @@ class ReconcileActivities:
                     ):
                         found.append(payment.payment_id)
             activity.heartbeat(order.order_id)
-        return ReconcileReport(len(orders), found)
+        return ReconcileReport(len(orders), found, await self._resume_orphaned_refunds())
+
+    async def _resume_orphaned_refunds(self) -> list[str]:
+        """Refunds the API reserved but never started (it died in between, and the client
+        never retried): the reservation would hold the refund cap forever. Start them."""
+        async with self._sessions() as session:
+            pending = list(
+                await session.execute(
+                    select(Refund, Order.gateway)
+                    .join(Order, Order.order_id == Refund.order_id)
+                    .where(Refund.status == RefundStatus.PENDING)
+                    .where(Refund.created_at < datetime.now(UTC) - ORPHANED_AFTER)
+                )
+            )
+        resumed = []
+        for refund, gateway in pending:
+            try:
+                await self._temporal.get_workflow_handle(
+                    refund_workflow_id(refund.refund_id)
+                ).describe()
+                continue  # it runs (or ran): nothing to resume
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            await refunds.start(self._temporal, self._settings.task_queue, refund, gateway)
+            resumed.append(refund.refund_id)
+        return resumed

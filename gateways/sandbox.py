@@ -21,6 +21,7 @@ from gateways.base import (
     NewRefund,
 )
 from kassa.contracts import (
+    ORDER_ID_MAX_LENGTH,
     PaymentEvent,
     PaymentOutcome,
     PaymentSession,
@@ -151,6 +152,8 @@ class SandboxGateway:
         except ValidationError as exc:
             raise MalformedCallback(str(exc)) from exc
         order_id, attempt = order_of_reference(payment.merchant_order_id)
+        if len(order_id) > ORDER_ID_MAX_LENGTH:
+            raise MalformedCallback(f"order id longer than {ORDER_ID_MAX_LENGTH}: {order_id!r}")
         return PaymentEvent(
             gateway=self.name,
             event_id=event.id,
@@ -171,7 +174,7 @@ class _Event(BaseModel):
 
 class _PaymentData(BaseModel):
     id: str = Field(min_length=1, max_length=128)
-    merchant_order_id: str = Field(min_length=1, max_length=80)
+    merchant_order_id: str = Field(min_length=1, max_length=ORDER_ID_MAX_LENGTH + 16)
     status: Literal["pending", "succeeded", "declined", "closed", "expired"]
     amount: int = Field(ge=0, le=10**15)
     currency: str = Field(pattern="^[A-Z]{3}$")

@@ -8,7 +8,7 @@ defaults can be added later without breaking running workflows.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -152,6 +152,7 @@ def stray_refund_id(payment_id: str) -> str:
 # own. The first attempt uses the order id itself (so payments opened before retries existed
 # keep theirs); later ones append `~n`, a character order ids never contain.
 _ATTEMPT = "~"
+ORDER_ID_MAX_LENGTH = 64
 
 
 def payment_reference(order_id: str, attempt: int = 1) -> str:
@@ -315,6 +316,7 @@ class ReconcileReport:
 
     orders_checked: int
     strays_found: list[str]  # gateway payment ids
+    refunds_resumed: list[str] = field(default_factory=list)  # reserved, never started
 
 
 @dataclass(frozen=True)

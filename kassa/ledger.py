@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateways.base import PaymentGateway
-from kassa.contracts import PaymentOutcome, RefundStatus, payment_reference
+from kassa.contracts import OrderStatus, PaymentOutcome, RefundStatus, payment_reference
 from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund, StrayCapture
 
 REVENUE = "revenue"
@@ -140,8 +140,8 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
             )
         )
         for order, held_amount, refunded_amount, captured_amount in rows:
-            if order.order_id in in_flight:
-                continue  # a refund is on its way: the books follow when it settles
+            if order.order_id in in_flight or order.status == OrderStatus.ON_HOLD:
+                continue  # a refund on its way, or support to decide: the books follow
             if refunded_amount > captured_amount:
                 problems.append(
                     f"order {order.order_id}: refunded {refunded_amount} is more "

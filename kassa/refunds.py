@@ -11,8 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from kassa.contracts import Caller, OrderStatus, RefundStatus
+from kassa.contracts import Caller, OrderStatus, RefundInput, RefundStatus, refund_workflow_id
 from kassa.models import Order, Refund
 
 _REFUNDABLE = {
@@ -100,3 +103,31 @@ async def reserve(
     session.add(refund)
     await session.flush()
     return refund
+
+
+async def start(temporal: Client, task_queue: str, refund: Refund, gateway: str) -> None:
+    """Start the workflow of a reserved refund, once: a repeated request, or reconciliation
+    resuming a reservation whose start never happened, finds the one there is."""
+    from workflows.refund import RefundWorkflow  # the workflow imports this module's callers
+
+    request = RefundInput(
+        refund.refund_id,
+        refund.order_id,
+        gateway,
+        refund.amount,
+        refund.currency,
+        refund.reason,
+        Caller(refund.requested_by),
+    )
+    try:
+        await temporal.start_workflow(
+            RefundWorkflow.run,
+            request,
+            id=refund_workflow_id(refund.refund_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"Refund {refund.refund_id} of order {refund.order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # its workflow already finished

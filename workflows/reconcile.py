@@ -30,6 +30,7 @@ class ReconcileWorkflow:
             summary="compare captures at the gateways with the orders",
         )
         workflow.set_current_details(
-            f"Done: {report.orders_checked} orders, {len(report.strays_found)} stray captures"
+            f"Done: {report.orders_checked} orders, {len(report.strays_found)} stray captures, "
+            f"{len(report.refunds_resumed)} refunds resumed"
         )
         return report

@@ -14,8 +14,6 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response
 from sqlalchemy import select
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import idempotency
@@ -32,9 +30,8 @@ from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
 from api.problems import Problem
 from api.schemas import RefundIn, RefundOut
 from kassa import refunds
-from kassa.contracts import Caller, RefundInput, refund_workflow_id
+from kassa.contracts import Caller
 from kassa.models import Order, Refund
-from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
 
@@ -92,27 +89,8 @@ async def create_refund(
             raise Problem(err.status, err.slug, err.message, field=err.field) from err
         gateway = await session.scalar(select(Order.gateway).where(Order.order_id == order_id))
 
-    request = RefundInput(
-        refund.refund_id,
-        order_id,
-        gateway,
-        refund.amount,
-        refund.currency,
-        refund.reason,
-        Caller(refund.requested_by),
-    )
     try:
-        await temporal.start_workflow(
-            RefundWorkflow.run,
-            request,
-            id=refund_workflow_id(refund.refund_id),
-            task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"Refund {refund.refund_id} of order {order_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # a replayed request for a refund whose workflow already finished
+        await refunds.start(temporal, settings.task_queue, refund, gateway)
     except RPCError as err:  # the reservation stands; the same request again starts it
         raise Problem(
             503,

@@ -9,9 +9,11 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from kassa.models import Entitlement, Order
+from kassa import refunds
+from kassa.contracts import Caller
+from kassa.models import Entitlement, Order, Refund
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
-from tests.support import buyer_acts, eventually
+from tests.support import buyer_acts, eventually, reconcile
 
 
 async def bought(api, **overrides) -> dict:
@@ -194,3 +196,39 @@ async def test_access_survives_refunding_one_of_two_purchases(stack, sessions):
             )
         )
         assert sorted(active) == ["course-python-101", "ebook-sql"]
+
+
+async def test_a_reservation_whose_workflow_never_started_is_resumed(stack, sandbox, sessions):
+    """The API reserved a refund and died before starting its workflow, and the client never
+    retried: reconciliation finds the old pending reservation and starts it, once."""
+    async with stack.http() as api:
+        order = await bought(api)
+    order_id = order["order_id"]
+    async with sessions.begin() as session:  # what the API commits before it starts the workflow
+        refund = await refunds.reserve(
+            session,
+            refund_id=f"rf_orphan_{uuid.uuid4().hex[:8]}",
+            order_id=order_id,
+            amount=700,
+            reason="the API died after this",
+            requested_by=Caller.STOREFRONT,
+        )
+        refund_id = refund.refund_id
+        await session.execute(  # and then nothing happened for ten minutes
+            update(Refund)
+            .where(Refund.refund_id == refund_id)
+            .values(created_at=Refund.created_at - timedelta(minutes=10))
+        )
+
+    report = await reconcile(stack)
+    again = await reconcile(stack)
+    async with stack.http() as api:
+        settled = await refund_settled(api, refund_id)
+        after = (await api.get(f"/v1/orders/{order_id}")).json()
+
+    assert refund_id in report.refunds_resumed and refund_id not in again.refunds_resumed
+    assert settled["status"] == "succeeded"
+    assert [
+        r["amount"] for r in sandbox.refunds.values() if r["refund_request_no"] == refund_id
+    ] == [700]
+    assert (after["status"], after["refunded_amount"]) == ("partially_refunded", 700)
