@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from kassa.contracts import (
@@ -13,9 +14,11 @@ from kassa.contracts import (
     PaymentEvent,
     PaymentOutcome,
     checkout_workflow_id,
+    refund_workflow_id,
+    stray_refund_id,
 )
 from tests.support import buyer_acts, new_checkout
-from tests.workflows.conftest import order_row
+from tests.workflows.conftest import order_row, pay
 from workflows.checkout import CheckoutWorkflow
 
 
@@ -99,3 +102,45 @@ async def test_another_amount_found_only_by_the_close_is_held(started, sessions,
     assert order.status == "on_hold" and "paid 100 CNY" in order.status_reason
     assert order.paid_at is None
     await handle.terminate("test finished: support's refund runs on the dev server elsewhere")
+
+
+class TestStraysDuringTheCheckout:
+    """On the dev server: the Java test server does not hand out the activity tasks of the
+    child refund workflow (see tests/workflows/test_refund.py::TestCompensation)."""
+
+    @pytest.fixture
+    def workflow_env(self, dev_env):
+        return dev_env
+
+    async def test_a_second_capture_gets_its_own_refund(
+        self, started, workflow_env, sandbox, settings
+    ):
+        """The buyer pays twice (two gateway payments); the checkout keeps its own and, when
+        it ends, starts the refund of the other (a child that outlives it, id from the
+        payment), which gives it back in full."""
+        checkout = new_checkout()
+        view, handle = await started(checkout)
+        async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+            extra = (
+                await http.post(f"/_emulator/payments/{view.payment.payment_id}/capture-again")
+            ).json()
+        second = PaymentEvent(
+            "sandbox",
+            "evt_second",
+            checkout.order_id,
+            extra["id"],
+            PaymentOutcome.SUCCEEDED,
+            checkout.amount,
+            checkout.currency,
+        )
+        await handle.signal(CheckoutWorkflow.payment_event, second)
+        await pay(view, handle)
+
+        assert (await handle.result()).status == OrderStatus.FULFILLED
+        refund = workflow_env.client.get_workflow_handle(
+            refund_workflow_id(stray_refund_id(extra["id"]))
+        )
+        assert (await refund.result())["status"] == "succeeded"
+        assert (await refund.describe()).parent_id == handle.id
+        assert sandbox.payments[extra["id"]]["refunded_amount"] == checkout.amount
+        assert sandbox.payments[view.payment.payment_id]["refunded_amount"] == 0
