@@ -44,6 +44,10 @@ _REFUND_STATUSES = {
 }
 
 
+# Refusals that say "not now" rather than "never": retried like a 5xx, same idempotency key.
+RETRY_LATER = {408, 425, 429}  # request timeout, too early, too many requests
+
+
 class SandboxGateway:
     name = "sandbox"
 
@@ -68,7 +72,7 @@ class SandboxGateway:
             )
         except httpx.HTTPError as exc:  # timeouts included: the outcome is unknown
             raise GatewayError(f"sandbox {method} {path}: {exc!r}") from exc
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code in RETRY_LATER:
             raise GatewayError(f"sandbox {method} {path}: HTTP {response.status_code}")
         data = response.json()
         if response.status_code >= 400 and data.get("code") != "payment_already_paid":

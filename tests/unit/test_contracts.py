@@ -34,3 +34,13 @@ def test_validation_errors_name_the_field_as_the_caller_wrote_it(loc, field):
 def test_development_secrets_are_refused_outside_development():
     with pytest.raises(ValidationError, match="development secrets"):
         Settings(environment="production")
+
+
+def test_payment_references_name_their_order_and_attempt():
+    from kassa.contracts import order_of_reference, payment_reference
+
+    assert payment_reference("ord_1") == "ord_1"  # the first keeps the order id
+    assert payment_reference("ord_1", 3) == "ord_1~3"
+    for order_id in ("ord_1", "a.b:c-d_e", "x" * 64):
+        for attempt in (1, 2, 10):
+            assert order_of_reference(payment_reference(order_id, attempt)) == (order_id, attempt)
