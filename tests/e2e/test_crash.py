@@ -1,5 +1,6 @@
-"""SIGKILL the worker at random moments while checkouts run, start it again, and every
-checkout still ends right, with no duplicate gateway effects (invariant 6).
+"""SIGKILL the worker at random moments while checkouts run, and again while refunds wait
+for the gateway, start it again, and every checkout and refund still ends right, with no
+duplicate gateway effects (invariant 6).
 
     KASSA_CRASH_SEED=7 .venv/bin/pytest -s tests/e2e/test_crash.py
 """
@@ -11,12 +12,24 @@ import random
 import sys
 import uuid
 
+from api.app import create_app as create_api
 from api.checkout_start import start_checkout
 from kassa.contracts import CheckoutView, OrderStatus, checkout_workflow_id
 from kassa.models import Order
 from tests.crashing import PATIENCE, SEED, Process, process_env, worker_process
 from tests.e2e.test_refunds import post_refund, refund_settled
-from tests.support import buyer_acts, eventually, ledger_of, new_checkout
+from tests.purchases import (
+    Storefront,
+    all_ended,
+    check_ended_right,
+    in_flight,
+    plan,
+    purchase,
+    refund_waits_at_the_gateway,
+    refunds_settling_later,
+    summary,
+)
+from tests.support import buyer_acts, eventually, free_port, ledger_of, new_checkout, serving
 
 
 async def test_killing_the_worker_loses_and_doubles_nothing(
@@ -85,6 +98,69 @@ async def test_killing_the_worker_loses_and_doubles_nothing(
         f"{len(purchases)} checkouts all ended right"
     )
     assert worker.kills == 3
+
+
+async def test_killing_the_worker_while_refunds_settle_loses_and_doubles_nothing(
+    dev_env, settings, sandbox, sessions, tmp_path
+):
+    dice = random.Random(SEED)
+    purchases = plan(dice, ["refunded"] * 4 + ["partially_refunded"] * 4, spread=2.0)
+    kills = [(dice.uniform(0.3, 2.0), dice.uniform(0.1, 1.0)) for _ in range(3)]
+    api_port = free_port()
+    ours = settings.model_copy(
+        update={
+            "temporal_address": dev_env.client.service_client.config.target_host,
+            "task_queue": f"crash-refunds-{uuid.uuid4().hex[:6]}",
+            "public_api_url": f"http://127.0.0.1:{api_port}",  # the gateway's callbacks
+            "storefront_webhook_url": None,
+        }
+    )
+    worker = worker_process(ours, tmp_path / "worker.log")
+    pending_at_kills: list[int] = []
+    try:
+        worker.spawn()
+        async with (
+            refunds_settling_later(settings.sandbox_url),
+            serving(create_api(ours, temporal_client=dev_env.client), api_port) as api_url,
+        ):
+            storefront = Storefront(api_url, settings.storefront_api_key)
+
+            async def crash():
+                await eventually(
+                    lambda: refund_waits_at_the_gateway(purchases, sandbox),
+                    timeout=PATIENCE,
+                    interval=0.05,
+                )
+                for wait, down in kills:
+                    await asyncio.sleep(wait)
+                    pending_at_kills.append((await in_flight(purchases, sessions))[1])
+                    worker.kill()
+                    await asyncio.sleep(down)  # the gateway settles, its callbacks arrive
+                    worker.spawn()
+
+            try:
+                await asyncio.gather(
+                    crash(),
+                    *(purchase(p, storefront, sandbox, settings.sandbox_url) for p in purchases),
+                )
+
+                async def ended():
+                    worker.alive()
+                    return await all_ended(purchases, sessions)
+
+                await eventually(ended, timeout=PATIENCE, interval=0.5)
+            finally:
+                await storefront.aclose()
+        await check_ended_right(purchases, sessions, sandbox, dev_env.client, ours.task_queue)
+    finally:
+        worker.stop()
+
+    print(
+        f"\nrefund crash run: seed {SEED}, worker killed {worker.kills} times with "
+        f"{pending_at_kills} refunds pending; {summary(purchases)}, each refunded once"
+    )
+    assert worker.kills == 3
+    assert any(pending_at_kills), "no refund was pending at a kill: the kills proved nothing"
 
 
 async def test_a_checkout_task_lost_after_its_steps_committed_ends_right(
