@@ -15,6 +15,15 @@ from kassa.contracts import CheckoutInput, OrderStatus, StatusChange
 from kassa.models import Order
 
 
+def _after(status: OrderStatus) -> set[OrderStatus]:
+    """Every status an order can move on to from `status`, directly or not."""
+    later, frontier = set(), {status}
+    while frontier:
+        frontier = {s for s in OrderStatus if s.comes_from & frontier} - later
+        later |= frontier
+    return later
+
+
 class OrderActivities:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
@@ -39,8 +48,9 @@ class OrderActivities:
 
     @activity.defn
     async def set_status(self, change: StatusChange) -> None:
-        """Move the order to `change.status` if the lifecycle allows it; a repeat is a no-op.
-        Moving to paid also posts the capture to the ledger, in the same transaction."""
+        """Move the order to `change.status` if the lifecycle allows it; a repeat is a no-op,
+        also once the order has moved on from there. Moving to paid also posts the capture
+        to the ledger, in the same transaction."""
         values: dict = {"status": change.status, "updated_at": func.now()}
         if change.reason is not None:
             values["status_reason"] = change.reason
@@ -62,6 +72,11 @@ class OrderActivities:
             current = await session.scalar(
                 select(Order.status).where(Order.order_id == change.order_id)
             )
+        if current in _after(change.status):
+            # A workflow task lost after its local activities committed (the worker or the
+            # Temporal server died) runs them again, and a refund may have moved the order on
+            # meanwhile. Nothing comes after expired, cancelled, failed: still refused.
+            return
         raise ApplicationError(
             f"order {change.order_id} cannot move from {current} to {change.status}",
             type="IllegalStatusTransition",

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 log = structlog.get_logger("api")
 MEDIA_TYPE = "application/problem+json"
@@ -101,6 +102,17 @@ def install(app: FastAPI) -> None:
             ).response()
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return Problem(exc.status_code, slug, str(exc.detail)).response()
+
+    @app.exception_handler(RPCError)
+    async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
+        # The Temporal server is down or restarting (the client's own retries ran out):
+        # nothing was decided, and the same request again is safe.
+        if exc.status != RPCStatusCode.UNAVAILABLE:
+            return await _unexpected(request, exc)
+        log.warning("temporal unavailable", path=request.url.path, error=str(exc))
+        return Problem(
+            503, "temporal-unavailable", "Try again later", headers={"Retry-After": "2"}
+        ).response()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

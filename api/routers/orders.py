@@ -204,6 +204,8 @@ async def review_held_payment(
             "refund",
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
+        if isinstance(err, RPCError) and err.status != RPCStatusCode.NOT_FOUND:
+            raise  # no answer about the order (Temporal unreachable is a 503)
         raise Problem(
             409, "order-not-on-hold", "The order is not held for review", field="order_id"
         ) from err

@@ -1,14 +1,20 @@
-"""When no worker answers in time the API says 503 with Retry-After (never a 500, never a
-hang), and the same request again is safe."""
+"""When no worker answers in time, or the Temporal server cannot be reached, the API says
+503 with Retry-After (never a 500, never a hang), and the same request again is safe."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 
 import httpx
+from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 from api.app import create_app
 from api.checkout_start import start_checkout
+from kassa.models import Order
+from kassa.temporal import DATA_CONVERTER
+from tests.crashing import TemporalServer
 from tests.e2e.test_purchase import checkout_body
 from tests.support import free_port, new_checkout, serving
 from worker import running_worker
@@ -63,3 +69,45 @@ async def test_cancel_without_a_worker_is_503_and_safe_to_repeat(dev_env, settin
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "cancelled"
     assert sandbox.payments[sandbox.by_order[checkout.order_id]]["status"] == "closed"
+
+
+async def test_a_dead_temporal_server_means_503(settings, sandbox, sessions, tmp_path):
+    server = TemporalServer(tmp_path / "temporal.db", free_port(), tmp_path / "temporal.log")
+    await server.start()
+    # The API's client was connected; then the server died. It gives up after a short retry.
+    client = await Client.connect(
+        server.address,
+        data_converter=DATA_CONVERTER,
+        retry_config=RetryConfig(max_retries=1, max_elapsed_time_millis=500),
+    )
+    server.kill()
+    held = new_checkout()  # an order whose checkout waits for support's review
+    async with sessions.begin() as session:
+        session.add(
+            Order(
+                order_id=held.order_id,
+                customer_id=held.customer_id,
+                status="on_hold",
+                amount=held.amount,
+                currency=held.currency,
+                items=[asdict(item) for item in held.items],
+                gateway=held.gateway,
+            )
+        )
+    async with serving(create_app(settings, temporal_client=client), free_port()) as url:
+        headers = {"Authorization": f"Bearer {settings.storefront_api_key}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers) as api:
+            checkout = await api.post(
+                "/v1/checkouts",
+                json=checkout_body(),
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+            cancel = await api.post(f"/v1/orders/{held.order_id}/cancel")
+        headers = {"Authorization": f"Bearer {settings.support_api_key}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers) as support:
+            review = await support.post(f"/v1/orders/{held.order_id}/review", json={"note": "x"})
+
+    for answer in (checkout, cancel, review):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == "2"
+        assert answer.json()["type"] == "urn:kassa:problem:temporal-unavailable"
