@@ -32,6 +32,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "KASSA_PUBLIC_API_URL": settings.public_api_url,
         "KASSA_STATUS_CHECK_FIRST_SECONDS": str(settings.status_check_first_seconds),
         "KASSA_STATUS_CHECK_MAX_SECONDS": str(settings.status_check_max_seconds),
+        "KASSA_EXPIRES_IN_MIN": str(settings.expires_in_min),
     }
 
 
