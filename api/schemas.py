@@ -4,7 +4,7 @@ only; `to_checkout_input` is the one conversion into the core's contracts)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -177,6 +177,9 @@ class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: _text(500)
+    decision: Literal["refund", "accept"] = Field(
+        "refund", description="accept: only for more than the amount; the excess is refunded"
+    )
 
 
 class CancelIn(BaseModel):

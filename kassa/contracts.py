@@ -72,7 +72,8 @@ _PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.CREATED: frozenset(),
     OrderStatus.AWAITING_PAYMENT: frozenset({OrderStatus.CREATED}),
     OrderStatus.REJECTED: frozenset({OrderStatus.CREATED}),
-    OrderStatus.PAID: frozenset({OrderStatus.AWAITING_PAYMENT}),
+    # From on hold when support accepts a payment of more than the amount (the excess goes back).
+    OrderStatus.PAID: frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.ON_HOLD}),
     OrderStatus.FULFILLED: frozenset({OrderStatus.PAID}),
     OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT}),
     OrderStatus.CANCELLED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
@@ -107,6 +108,7 @@ class StrayKind(StrEnum):
     LATE_PAYMENT = "late_payment"  # paid after the order expired, was cancelled or failed
     DOUBLE_PAYMENT = "double_payment"  # a second capture for an order already paid
     AMOUNT_MISMATCH = "amount_mismatch"  # not the amount or currency asked; support said refund
+    OVERPAYMENT = "overpayment"  # what was paid beyond the amount, once support accepted it
 
 
 class Caller(StrEnum):
@@ -254,10 +256,13 @@ class PaymentCheck:
 
 @dataclass(frozen=True)
 class ReviewDecision:
-    """Support's decision on a payment held for review; refunding is the one there is."""
+    """Support's decision on a payment held for review: refund it (the order fails), or,
+    for more than the order's amount in its currency, accept it (the excess goes back and
+    the order is fulfilled)."""
 
     note: str
     decided_by: str = "support"
+    accept: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ paid checkout costs four workflow tasks (start, payment opened, paid, storefront
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -89,6 +90,7 @@ class CheckoutWorkflow:
         self._awaiting_retry = False  # declined; the buyer may open another payment
         self._retry: int | None = None  # the attempt the buyer asked for, until it is open
         self._background: list[asyncio.Task] = []  # webhooks that must not hold the checkout
+        self._accepted: str | None = None  # support kept a held payment: why
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
@@ -140,14 +142,14 @@ class CheckoutWorkflow:
                 self._window_closed = True
                 reason = self._cancel.reason if self._cancel else "payment window closed"
                 return await self._finish(ending, reason)
-        if self._held is not None:
-            return await self._hold_for_support()
+        if self._held is not None and (ended := await self._hold_for_support()) is not None:
+            return ended
 
         if self._outcome == PaymentOutcome.DECLINED:
             return await self._finish(OrderStatus.FAILED, "declined by the gateway")
 
         self._details("Paid; granting access")
-        paid = StatusChange(checkout.order_id, OrderStatus.PAID)
+        paid = StatusChange(checkout.order_id, OrderStatus.PAID, self._accepted)
         await db_step(OrderActivities.set_status, paid, "order paid")
         self._set_status(OrderStatus.PAID)
 
@@ -310,7 +312,7 @@ class CheckoutWorkflow:
 
     @workflow.update
     async def review(self, decision: ReviewDecision) -> CheckoutView:
-        """Support's decision on a held payment: refund it; the order ends failed."""
+        """Support's decision on a held payment (see ReviewDecision); returns how it ended."""
         self._review = decision
         await workflow.wait_condition(lambda: self._status.is_final)
         return self._view()
@@ -319,6 +321,13 @@ class CheckoutWorkflow:
     def _only_held(self, decision: ReviewDecision) -> None:
         if self._status != OrderStatus.ON_HOLD:
             raise ApplicationError(f"the order is {self._status}, not on hold", type="NotOnHold")
+        held, c = self._held, self._checkout
+        if decision.accept and (held.currency != c.currency or held.amount < c.amount):
+            raise ApplicationError(
+                f"only a payment of more than {c.amount} {c.currency} can be accepted (the "
+                f"excess is refunded); {held.amount} {held.currency} can only be refunded",
+                type="CannotAccept",
+            )
 
     @cancel.validator
     def _only_unpaid(self, request: CancelRequest) -> None:
@@ -462,7 +471,9 @@ class CheckoutWorkflow:
         await self._give_back_strays()
         return self._view()
 
-    async def _hold_for_support(self) -> CheckoutView:
+    async def _hold_for_support(self) -> CheckoutView | None:
+        """Wait for support's decision on a held payment. Refund: the order ends failed (its
+        view is returned). Accept: the excess goes back and the checkout goes on as paid."""
         held, c = self._held, self._checkout
         reason = (
             f"paid {held.amount} {held.currency} (minor units) instead of {c.amount} {c.currency}"
@@ -472,9 +483,23 @@ class CheckoutWorkflow:
         self._reason = reason
         self._set_status(OrderStatus.ON_HOLD)
         self._details(
-            f"Held for support: {reason}; refund it with POST /v1/orders/{c.order_id}/review"
+            f"Held for support: {reason}; refund (or accept, if more than the amount) with "
+            f"POST /v1/orders/{c.order_id}/review"
         )
         await workflow.wait_condition(lambda: self._review is not None)
+        if self._review.accept:
+            excess = held.amount - c.amount
+            await self._refund_and_wait(
+                RefundInput.for_stray(
+                    replace(held, amount=excess), c.gateway, StrayKind.OVERPAYMENT
+                ),
+                "ExcessRefundFailed",
+                "refund of the excess failed",
+            )
+            self._accepted = f"{reason}; accepted on support's decision, {excess} refunded: "
+            self._accepted += self._review.note
+            self._held, self._outcome = None, PaymentOutcome.SUCCEEDED
+            return None
         await self._refund_and_wait(
             RefundInput.for_stray(held, c.gateway, StrayKind.AMOUNT_MISMATCH),
             "HeldRefundFailed",

@@ -190,22 +190,28 @@ async def review_held_payment(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> OrderOut:
-    """Support key only: refund a payment held because it did not match its order (another
-    amount or currency). The order ends `failed`; the money goes back by its own refund."""
+    """Support key only: decide on a payment held because it did not match its order
+    (another amount or currency). `refund` (the default): the money goes back by its own
+    refund and the order ends `failed`. `accept`, for more than the order's amount in its
+    currency: the excess goes back and the order is fulfilled. The first decision stands."""
     await _order(session, order_id)
+    decision = ReviewDecision(body.note, str(caller), accept=body.decision == "accept")
     try:
         await _ask_checkout(
-            temporal,
-            settings,
-            order_id,
-            CheckoutWorkflow.review,
-            ReviewDecision(body.note, str(caller)),
-            "review",
-            "refund",
+            temporal, settings, order_id, CheckoutWorkflow.review, decision, "review", "decision"
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         if isinstance(err, RPCError) and err.status != RPCStatusCode.NOT_FOUND:
             raise  # no answer about the order (Temporal unreachable is a 503)
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, ApplicationError) and cause.type == "CannotAccept":
+            raise Problem(
+                409,
+                "cannot-accept",
+                "This payment can only be refunded",
+                cause.message,
+                field="decision",
+            ) from err
         raise Problem(
             409, "order-not-on-hold", "The order is not held for review", field="order_id"
         ) from err

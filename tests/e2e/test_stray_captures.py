@@ -164,3 +164,54 @@ async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
     assert schedule.spec.intervals[0].every == timedelta(minutes=settings.reconcile_every_minutes)
     assert schedule.action.workflow == "ReconcileWorkflow"
     assert schedule.action.task_queue == settings.task_queue
+
+
+async def test_support_accepts_an_overpayment_and_the_excess_goes_back(
+    stack, sandbox, sessions, storefront
+):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body())).json()
+        order_id = checkout["order_id"]
+        await buyer_acts(checkout["payment"]["payment_url"], amount=30000)  # 300.00 of 297.00
+        await wait_for_status(api, order_id, "on_hold")
+    async with stack.http(stack.settings.support_api_key) as support:
+        decided = await support.post(
+            f"/v1/orders/{order_id}/review",
+            json={"note": "buyer tipped 3.00; keep the order", "decision": "accept"},
+        )
+    payment_id = sandbox.by_order[order_id]
+    excess = await eventually(lambda: _refunded(sessions, payment_id), timeout=30)
+
+    assert decided.status_code == 200, decided.text
+    order = decided.json()
+    assert (order["status"], order["amount"], order["refunded_amount"]) == ("fulfilled", 29700, 0)
+    assert "accepted on support's decision, 300 refunded" in order["reason"]
+    assert (excess.kind, excess.amount, excess.status) == ("overpayment", 300, "succeeded")
+    assert (
+        sandbox.payments[payment_id]["amount"],
+        sandbox.payments[payment_id]["refunded_amount"],
+    ) == (30000, 300)
+    await eventually(
+        lambda: "order.fulfilled" in [w["payload"]["type"] for w in storefront.for_order(order_id)]
+    )
+
+
+async def test_an_underpayment_cannot_be_accepted(stack, sandbox):
+    async with stack.http() as api:
+        checkout = (await post_checkout(api, checkout_body())).json()
+        order_id = checkout["order_id"]
+        await buyer_acts(checkout["payment"]["payment_url"], amount=100)
+        await wait_for_status(api, order_id, "on_hold")
+    async with stack.http(stack.settings.support_api_key) as support:
+        refused = await support.post(
+            f"/v1/orders/{order_id}/review", json={"note": "keep it", "decision": "accept"}
+        )
+        refunded = await support.post(f"/v1/orders/{order_id}/review", json={"note": "refund"})
+
+    assert refused.status_code == 409
+    assert (refused.json()["type"], refused.json()["field"]) == (
+        "urn:kassa:problem:cannot-accept",
+        "decision",
+    )
+    assert refunded.json()["status"] == "failed"  # the refused decision changed nothing
+    assert sandbox.payments[sandbox.by_order[order_id]]["refunded_amount"] == 100
