@@ -43,10 +43,13 @@ async def reserve(
     reason: str,
     requested_by: Caller,
     window: timedelta | None = None,
+    checkout_ended: bool = False,
 ) -> Refund:
     """Insert a pending refund within the cap, in the caller's transaction. `amount` None
     means everything not yet refunded; `window` limits how long after payment it may come.
-    A refund id seen before returns that refund unchanged."""
+    A refund id seen before returns that refund unchanged. `checkout_ended`: the order's
+    checkout no longer runs, so support may refund an order left `paid` (its compensation
+    failed) without racing the fulfilment."""
     order = await session.scalar(select(Order).where(Order.order_id == order_id).with_for_update())
     if order is None:
         raise RefundRefused(404, "order-not-found", f"No order {order_id}", "order_id")
@@ -55,7 +58,8 @@ async def reserve(
         return existing
     if order.status == OrderStatus.REFUNDED:
         raise RefundRefused(409, "nothing-to-refund", "The order is refunded in full", "order_id")
-    if order.status not in _REFUNDABLE[requested_by]:
+    stuck = checkout_ended and requested_by == Caller.SUPPORT and order.status == OrderStatus.PAID
+    if order.status not in _REFUNDABLE[requested_by] and not stuck:
         raise RefundRefused(
             409,
             "order-not-refundable",

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response
 from sqlalchemy import select
-from temporalio.service import RPCError
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency
 from api.deps import (
@@ -30,7 +31,7 @@ from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
 from api.problems import Problem
 from api.schemas import RefundIn, RefundOut
 from kassa import refunds
-from kassa.contracts import Caller
+from kassa.contracts import Caller, checkout_workflow_id
 from kassa.models import Order, Refund
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
@@ -64,6 +65,7 @@ async def create_refund(
     key = require_idempotency_key(idempotency_key)
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
     window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
+    checkout_ended = caller == Caller.SUPPORT and not await _checkout_runs(temporal, order_id)
     async with sessions.begin() as session:
         bound = await idempotency.claim(
             session,
@@ -84,6 +86,7 @@ async def create_refund(
                 reason=body.reason or f"requested by {caller}",
                 requested_by=caller,
                 window=window,
+                checkout_ended=checkout_ended,
             )
         except refunds.RefundRefused as err:
             raise Problem(err.status, err.slug, err.message, field=err.field) from err
@@ -107,3 +110,15 @@ async def get_refund(refund_id: RefundIdPath, caller: CallerDep, session: Sessio
     if refund is None:
         raise Problem(404, "refund-not-found", f"No refund {refund_id}", field="refund_id")
     return refund_out(refund)
+
+
+async def _checkout_runs(temporal, order_id: str) -> bool:
+    """Whether the order's checkout workflow still runs (support may refund an order its
+    checkout left `paid` only once it no longer does)."""
+    try:
+        described = await temporal.get_workflow_handle(checkout_workflow_id(order_id)).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return described.status == WorkflowExecutionStatus.RUNNING

@@ -232,3 +232,40 @@ async def test_a_reservation_whose_workflow_never_started_is_resumed(stack, sand
         r["amount"] for r in sandbox.refunds.values() if r["refund_request_no"] == refund_id
     ] == [700]
     assert (after["status"], after["refunded_amount"]) == ("partially_refunded", 700)
+
+
+async def test_support_refunds_an_order_its_checkout_left_paid(stack, sessions):
+    """A checkout whose compensating refund failed for good ends with the order `paid` and
+    the buyer's money still captured (CompensationFailed). Once that checkout no longer
+    runs, support can refund the order; the storefront cannot, and while a checkout runs
+    nobody can (the refund would race its fulfilment)."""
+    async with stack.http() as api:
+        done = await bought(api)
+        running = (await post_checkout(api, checkout_body())).json()
+    for order_id in (done["order_id"], running["order_id"]):  # what such a checkout leaves
+        async with sessions.begin() as session:
+            await session.execute(
+                update(Order).where(Order.order_id == order_id).values(status="paid")
+            )
+    async with stack.http() as api:
+        storefront_asks = await post_refund(api, done["order_id"])
+    async with stack.http(stack.settings.support_api_key) as support:
+        while_running = await post_refund(support, running["order_id"])
+        refund = await post_refund(support, done["order_id"])
+        settled = await refund_settled(support, refund.json()["refund_id"])
+        after = (await support.get(f"/v1/orders/{done['order_id']}")).json()
+    async with sessions.begin() as session:  # let the running checkout end normally
+        await session.execute(
+            update(Order)
+            .where(Order.order_id == running["order_id"])
+            .values(status="awaiting_payment")
+        )
+    async with stack.http() as api:
+        assert (await api.post(f"/v1/orders/{running['order_id']}/cancel")).status_code == 200
+
+    assert storefront_asks.status_code == 409
+    assert while_running.status_code == 409
+    assert while_running.json()["type"] == "urn:kassa:problem:order-not-refundable"
+    assert refund.status_code == 202, refund.text
+    assert settled["status"] == "succeeded"
+    assert (after["status"], after["refunded_amount"]) == ("refunded", done["amount"])
