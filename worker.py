@@ -10,9 +10,16 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from activities.entitlements import EntitlementActivities
 from activities.invoices import InvoiceActivities
@@ -32,6 +39,34 @@ from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
 
 WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, ReconcileWorkflow]
+
+
+# SQLSTATE classes: data exception, integrity constraint violation, syntax error or access.
+REFUSALS = {"22", "23", "42"}
+
+
+class DatabaseRefusals(Interceptor):
+    """The database refusing the data itself (too long, constraint violated, bad SQL) is
+    permanent: fail the activity for good, so the workflow compensates or fails loudly,
+    instead of retrying forever. Lost connections and timeouts still retry."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _RefusalsArePermanent(next)
+
+
+class _RefusalsArePermanent(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput):
+        try:
+            return await super().execute_activity(input)
+        except DBAPIError as err:
+            sqlstate = str(getattr(err.orig, "sqlstate", None) or "")
+            if sqlstate[:2] not in REFUSALS:
+                raise
+            raise ApplicationError(
+                f"the database refused it: {err.orig}",
+                type=f"DatabaseRefused{sqlstate}",
+                non_retryable=True,
+            ) from err
 
 
 def build_worker(
@@ -79,6 +114,7 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=[replace.get(a.__name__, a) for a in activities],
+        interceptors=[DatabaseRefusals()],
     )
 
 

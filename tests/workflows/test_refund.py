@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -248,3 +249,26 @@ class TestCompensation:
             "order.refunded",
         ]
         await record_history(handle, "checkout-compensated")
+
+
+class TestDatabaseRefusals:
+    """The database refuses a step's data for good (here a SKU longer than its column, which
+    the API would have refused): the step fails at once, not retrying forever, and the
+    checkout compensates. On the dev server, for the child refund (see TestCompensation)."""
+
+    @pytest.fixture
+    def workflow_env(self, dev_env):
+        return dev_env
+
+    async def test_a_refused_grant_is_compensated(self, started, sessions, sandbox):
+        checkout = new_checkout(amount=4500)
+        long_sku = replace(checkout.items[0], sku="s" * 200)
+        checkout = replace(checkout, items=[long_sku])
+        view, handle = await started(checkout)
+        await pay(view, handle)
+
+        result = await handle.result()
+
+        assert result.status == OrderStatus.REFUNDED
+        assert "fulfilment failed: value too long" in result.reason  # at the first attempt
+        assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 4500
