@@ -50,9 +50,9 @@ def _postgres(settings: Settings) -> str:
     return server.get_uri("kassa")
 
 
-def _temporal(settings: Settings, procs: list) -> str:
-    if settings.temporal_address:
-        return settings.temporal_address
+def temporal_server_command(db_file: Path, port: int, ui_port: int | None) -> list[str]:
+    """`temporal server start-dev` persisted to `db_file`, with Kassa's search attributes;
+    `ui_port` None runs it headless (the crash tests start it this way too)."""
     kinds = {"KEYWORD": "Keyword", "INT": "Int"}
     command = [
         str(BIN / "temporal"),
@@ -61,11 +61,10 @@ def _temporal(settings: Settings, procs: list) -> str:
         "--ip",
         "127.0.0.1",
         "--port",
-        str(TEMPORAL_PORT),
-        "--ui-port",
-        str(TEMPORAL_UI_PORT),
+        str(port),
+        *(["--ui-port", str(ui_port)] if ui_port else ["--headless"]),
         "--db-filename",
-        str(settings.data_dir.resolve() / "temporal.db"),
+        str(db_file),
         "--log-level",
         "warn",
         # Lets the UI's "Task Failures" view find workflows stuck on a failing workflow task.
@@ -74,6 +73,14 @@ def _temporal(settings: Settings, procs: list) -> str:
     ]
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
+    return command
+
+
+def _temporal(settings: Settings, procs: list) -> str:
+    if settings.temporal_address:
+        return settings.temporal_address
+    db_file = settings.data_dir.resolve() / "temporal.db"
+    command = temporal_server_command(db_file, TEMPORAL_PORT, TEMPORAL_UI_PORT)
     procs.append(("Temporal dev server", _spawn(command)))
     _wait_for_port(TEMPORAL_PORT, "the Temporal dev server", procs[-1][1])
     return f"127.0.0.1:{TEMPORAL_PORT}"

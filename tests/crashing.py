@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from kassa.contracts import SEARCH_ATTRIBUTES
+from kassa.devstack import temporal_server_command
 from kassa.settings import Settings
 from kassa.temporal import DATA_CONVERTER, ensure_search_attributes
-from tests.support import BIN, eventually
+from tests.support import eventually
 
 SEED = int(os.environ.get("KASSA_CRASH_SEED", "6"))
 PATIENCE = 120  # seconds; generous, the machines are shared and noisy
@@ -82,23 +82,7 @@ class TemporalServer(Process):
     file and port with everything it had committed."""
 
     def __init__(self, db_file: Path, port: int, log: Path):
-        kinds = {"KEYWORD": "Keyword", "INT": "Int"}
-        command = [
-            str(BIN / "temporal"),
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db-filename",
-            str(db_file),
-            "--log-level",
-            "warn",
-        ]
-        for key in SEARCH_ATTRIBUTES:
-            command += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
+        command = temporal_server_command(db_file, port, ui_port=None)
         super().__init__("Temporal server", command, log)
         self.address = f"127.0.0.1:{port}"
 

@@ -225,6 +225,21 @@ async def in_flight(purchases: list[Purchase], sessions) -> tuple[int, int]:
 # ---- the checks -----------------------------------------------------------------------------
 
 
+async def run_to_the_end(storefront, work, purchases: list[Purchase], sessions, survivor) -> None:
+    """Run the crashes and the purchases together (`work`), then wait until every purchase
+    has ended, checking that `survivor` (the process not killed) is still alive."""
+    try:
+        await asyncio.gather(*work)
+
+        async def ended():
+            survivor.alive()
+            return await all_ended(purchases, sessions)
+
+        await eventually(ended, timeout=PATIENCE, interval=0.5)
+    finally:
+        await storefront.aclose()
+
+
 async def all_ended(purchases: list[Purchase], sessions) -> bool:
     """Every order final and no refund of theirs pending (not: ended right; that is checked
     afterwards, so a wrong ending fails with the facts instead of a timeout)."""

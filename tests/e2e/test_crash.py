@@ -20,13 +20,13 @@ from tests.crashing import PATIENCE, SEED, Process, process_env, worker_process
 from tests.e2e.test_refunds import post_refund, refund_settled
 from tests.purchases import (
     Storefront,
-    all_ended,
     check_ended_right,
     in_flight,
     plan,
     purchase,
     refund_waits_at_the_gateway,
     refunds_settling_later,
+    run_to_the_end,
     summary,
 )
 from tests.support import buyer_acts, eventually, free_port, ledger_of, new_checkout, serving
@@ -138,19 +138,11 @@ async def test_killing_the_worker_while_refunds_settle_loses_and_doubles_nothing
                     await asyncio.sleep(down)  # the gateway settles, its callbacks arrive
                     worker.spawn()
 
-            try:
-                await asyncio.gather(
-                    crash(),
-                    *(purchase(p, storefront, sandbox, settings.sandbox_url) for p in purchases),
-                )
-
-                async def ended():
-                    worker.alive()
-                    return await all_ended(purchases, sessions)
-
-                await eventually(ended, timeout=PATIENCE, interval=0.5)
-            finally:
-                await storefront.aclose()
+            work = [
+                crash(),
+                *(purchase(p, storefront, sandbox, settings.sandbox_url) for p in purchases),
+            ]
+            await run_to_the_end(storefront, work, purchases, sessions, worker)
         await check_ended_right(purchases, sessions, sandbox, dev_env.client, ours.task_queue)
     finally:
         worker.stop()

@@ -13,7 +13,7 @@ import random
 import uuid
 
 from tests.crashing import PATIENCE, SEED, ApiProcess
-from tests.purchases import Storefront, all_ended, check_ended_right, plan, purchase, summary
+from tests.purchases import Storefront, check_ended_right, plan, purchase, run_to_the_end, summary
 from tests.support import eventually, free_port
 from worker import running_worker
 
@@ -59,15 +59,10 @@ async def test_killing_the_api_loses_and_doubles_nothing(
                     await asyncio.sleep(down)
                     await api.start()
 
-            await asyncio.gather(crash(), *(purchase(p, storefront, sandbox) for p in purchases))
-
-            async def ended():
-                api.alive()
-                return await all_ended(purchases, sessions)
-
-            await eventually(ended, timeout=PATIENCE, interval=0.5)
+            work = [crash(), *(purchase(p, storefront, sandbox) for p in purchases)]
+            await run_to_the_end(storefront, work, purchases, sessions, api)
         finally:
-            await storefront.aclose()
+            await storefront.aclose()  # again, if the API never started
             api.stop()
         await check_ended_right(purchases, sessions, sandbox, dev_env.client, ours.task_queue)
 

@@ -16,13 +16,13 @@ from api.app import create_app as create_api
 from tests.crashing import PATIENCE, SEED, TemporalServer, worker_process
 from tests.purchases import (
     Storefront,
-    all_ended,
     check_ended_right,
     in_flight,
     plan,
     purchase,
     refund_waits_at_the_gateway,
     refunds_settling_later,
+    run_to_the_end,
     summary,
 )
 from tests.support import eventually, free_port, serving
@@ -85,20 +85,12 @@ async def test_killing_the_temporal_server_loses_and_doubles_nothing(
                 await long_outage.wait()
                 await purchase(p, storefront, sandbox, settings.sandbox_url)
 
-            try:
-                await asyncio.gather(
-                    crash(),
-                    *(purchase(p, storefront, sandbox, settings.sandbox_url) for p in early),
-                    *(begun_during_the_long_outage(p) for p in late),
-                )
-
-                async def ended():
-                    worker.alive()
-                    return await all_ended(purchases, sessions)
-
-                await eventually(ended, timeout=PATIENCE, interval=0.5)
-            finally:
-                await storefront.aclose()
+            work = [
+                crash(),
+                *(purchase(p, storefront, sandbox, settings.sandbox_url) for p in early),
+                *(begun_during_the_long_outage(p) for p in late),
+            ]
+            await run_to_the_end(storefront, work, purchases, sessions, worker)
         await check_ended_right(purchases, sessions, sandbox, client, ours.task_queue)
         worker.alive()  # it kept running through both outages
     finally:
