@@ -41,12 +41,13 @@ from workflows.refund import RefundWorkflow
 WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, ReconcileWorkflow]
 
 
-# SQLSTATE classes: data exception, integrity constraint violation, syntax error or access.
-REFUSALS = {"22", "23", "42"}
+# SQLSTATE classes: data exception, integrity constraint violation. Not 42 (undefined column
+# or table): that is a worker running before its migration, which retrying outlasts.
+REFUSALS = {"22", "23"}
 
 
 class DatabaseRefusals(Interceptor):
-    """The database refusing the data itself (too long, constraint violated, bad SQL) is
+    """The database refusing the data itself (too long, constraint violated) is
     permanent: fail the activity for good, so the workflow compensates or fails loudly,
     instead of retrying forever. Lost connections and timeouts still retry."""
 

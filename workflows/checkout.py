@@ -250,7 +250,11 @@ class CheckoutWorkflow:
         ours = event.attempt == self._attempt and (
             self._session is None or event.payment_id == self._session.payment_id
         )
-        undecided = self._outcome is None and self._held is None and not self._window_closed
+        # While the buyer may retry, a capture of the declined payment outranks the decline.
+        overruled = self._awaiting_retry and event.outcome == PaymentOutcome.SUCCEEDED
+        undecided = (
+            (self._outcome is None or overruled) and self._held is None and not self._window_closed
+        )
         if ours and undecided:
             if event.outcome == PaymentOutcome.SUCCEEDED and (event.amount, event.currency) != (
                 c.amount,
@@ -423,13 +427,21 @@ class CheckoutWorkflow:
         )
         try:
             await workflow.wait_condition(
-                lambda: self._retry is not None or self._cancel is not None,
+                lambda: (
+                    self._retry is not None
+                    or self._cancel is not None
+                    or self._outcome != PaymentOutcome.DECLINED  # paid on the same page after all
+                    or self._held is not None
+                ),
                 timeout=max(expires_at - workflow.now(), timedelta(0)),
                 timeout_summary="the buyer's retry",
             )
         except TimeoutError:
-            pass
+            # Close it before failing the order: the gateway may have captured it after all.
+            await self._close_payment()
         self._awaiting_retry = False
+        if self._outcome != PaymentOutcome.DECLINED or self._held is not None:
+            return False  # paid (or held) with this attempt
         if self._cancel is not None:
             self._outcome = None  # close the declined payment, then cancel
             return False
@@ -489,14 +501,19 @@ class CheckoutWorkflow:
         await workflow.wait_condition(lambda: self._review is not None)
         if self._review.accept:
             excess = held.amount - c.amount
-            await self._refund_and_wait(
-                RefundInput.for_stray(
-                    replace(held, amount=excess), c.gateway, StrayKind.OVERPAYMENT
-                ),
-                "ExcessRefundFailed",
-                "refund of the excess failed",
-            )
             self._accepted = f"{reason}; accepted on support's decision, {excess} refunded: "
+            try:
+                await self._refund_and_wait(
+                    RefundInput.for_stray(
+                        replace(held, amount=excess), c.gateway, StrayKind.OVERPAYMENT
+                    ),
+                    "ExcessRefundFailed",
+                    "refund of the excess failed",
+                )
+            except ApplicationError as err:
+                # The order is kept all the same; the failed refund (RefundStatus = 'failed',
+                # stray_captures) is support's, and the books hold the excess as unallocated.
+                self._accepted = f"{reason}; accepted on support's decision, {err.message}: "
             self._accepted += self._review.note
             self._held, self._outcome = None, PaymentOutcome.SUCCEEDED
             return None

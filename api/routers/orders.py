@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from fastapi import APIRouter
 from sqlalchemy import select
@@ -148,8 +149,9 @@ async def retry_payment(
 ) -> CheckoutOut:
     """After a decline, open another payment for the order within its payment window (a
     new page for the buyer, `payment.attempt` one higher). The declined payment is closed at
-    the gateway first: if the buyer paid it after all, the answer is the paid order. Asking
-    twice for the same retry opens one payment."""
+    the gateway first: if the buyer paid it after all, the answer is the paid order. A
+    request while another is opening the payment joins it (one payment, the same answer);
+    once the new payment is open, asking again is a 409 until it too is declined."""
     order = await _order(session, order_id)
     try:
         view = await _ask_checkout(
@@ -160,7 +162,9 @@ async def retry_payment(
             None,
             "retry",
             "retry",
-            update_id=f"retry-after-{order.payment_attempts}",  # one retry per declined payment
+            # Not deduplicated by id: the checkout itself knows whether a retry is under way
+            # (the database may run ahead of it after a crash).
+            update_id=f"retry-{uuid.uuid4().hex}",
         )
     except WorkflowUpdateFailedError as err:
         detail = err.cause.message if isinstance(err.cause, ApplicationError) else None

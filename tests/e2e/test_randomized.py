@@ -148,6 +148,14 @@ async def test_randomized_checkouts_keep_the_money_right(stack, sandbox, session
     except AssertionError:
         pass  # the assertion below says which orders
     assert money_wrong(orders, sandbox) == []
+    # Invariant 3: unless the buyer paid after the window on purpose, an order that ended
+    # unpaid never had a capture (one refunded later would hide a close that came too late).
+    for behaviour, order in zip(plan, orders, strict=True):
+        if order["status"] in ("expired", "cancelled", "failed") and behaviour not in (
+            "pay_late",
+            "pay_twice",
+        ):
+            assert not [p for p in payments_of(order, sandbox) if p["status"] == "succeeded"]
     async with httpx.AsyncClient() as http:
         problems = await ledger.check(sessions, build_gateways(settings, http))
     assert problems == []
@@ -166,11 +174,7 @@ def money_wrong(orders: list[dict], sandbox) -> list[tuple]:
     order's gateway payments (attempts, second captures) may keep money."""
     wrong = []
     for order in orders:
-        payments = [
-            p
-            for p in sandbox.payments.values()
-            if order_of_reference(p["merchant_order_id"])[0] == order["order_id"]
-        ]
+        payments = payments_of(order, sandbox)
         captured = sum(p["amount"] for p in payments if p["status"] == "succeeded")
         refunded = sum(p["refunded_amount"] for p in payments)
         keeping = [
@@ -180,3 +184,12 @@ def money_wrong(orders: list[dict], sandbox) -> list[tuple]:
         if captured - refunded != kept or len(keeping) > (1 if kept else 0):
             wrong.append((order, payments))
     return wrong
+
+
+def payments_of(order: dict, sandbox) -> list[dict]:
+    """Every gateway payment of the order: its attempts, and second captures."""
+    return [
+        p
+        for p in sandbox.payments.values()
+        if order_of_reference(p["merchant_order_id"])[0] == order["order_id"]
+    ]

@@ -3,6 +3,8 @@ attempt is a gateway payment of its own, and at most one of them is kept."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -46,12 +48,17 @@ async def test_the_buyer_pays_on_the_second_attempt(started, sandbox, sessions):
     assert "declined by the gateway (attempt 1 of 3)" in declined.reason
     assert "may try again" in (await order_row(sessions, checkout.order_id)).status_reason
 
-    second = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
-    again = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
+    first_click, second_click = await asyncio.gather(
+        handle.execute_update(CheckoutWorkflow.retry_payment, id="click-1"),
+        handle.execute_update(CheckoutWorkflow.retry_payment, id="click-2"),
+    )
+    second = first_click
+    with pytest.raises(WorkflowUpdateFailedError):  # it is open and not declined
+        await handle.execute_update(CheckoutWorkflow.retry_payment, id="click-3")
     await pay(second, handle)
     result = await handle.result()
 
-    assert second.payment.attempt == 2 and again.payment == second.payment  # one new payment
+    assert second.payment.attempt == 2 and second_click.payment == second.payment  # one payment
     assert second.payment.payment_id != first.payment.payment_id
     assert result.status == OrderStatus.FULFILLED
     one, two = attempts(sandbox, checkout.order_id, 2)
@@ -117,3 +124,41 @@ async def test_a_declined_payment_that_was_paid_after_all_is_kept(started, sandb
     assert result.status == OrderStatus.FULFILLED
     assert gateway_payment(sandbox, payment_reference(checkout.order_id, 2)) is None
     assert (await order_row(sessions, checkout.order_id)).payment_attempts == 1
+
+
+async def test_paying_the_declined_page_while_a_retry_is_offered_keeps_it(started, sandbox):
+    """Some gateways let a declined payment be paid again on the same page: its capture
+    outranks the decline, and the order is paid with it (nothing refunded)."""
+    checkout = new_checkout(max_payment_attempts=3)
+    view, handle = await started(checkout)
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
+    )
+    await until_retry_is_offered(handle)
+    await buyer_acts(view.payment.payment_url, "succeeded")
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.SUCCEEDED, n=2)
+    )
+
+    assert (await handle.result()).status == OrderStatus.FULFILLED
+    assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 0
+    assert gateway_payment(sandbox, payment_reference(checkout.order_id, 2)) is None
+
+
+async def test_the_declined_payment_is_closed_before_the_order_fails(
+    started, workflow_env, sandbox
+):
+    """No retry came, but the declined payment was captured after all and its callback was
+    lost: the close at the end of the window finds it, and the order is paid."""
+    checkout = new_checkout(max_payment_attempts=3)
+    view, handle = await started(checkout)
+    await handle.signal(
+        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
+    )
+    await until_retry_is_offered(handle)
+    await buyer_acts(view.payment.payment_url, "succeeded")  # no callback reaches the workflow
+
+    await pass_the_payment_window(workflow_env)
+
+    assert (await handle.result()).status == OrderStatus.FULFILLED
+    assert "close_payment" in (await handle.fetch_history()).to_json()
