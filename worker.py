@@ -141,6 +141,9 @@ async def main() -> None:
     settings = get_settings()
     configure_logging()
     client = await temporal.connect(settings)
+    # The workers run reconciliation, so they make sure its schedule exists (in any
+    # deployment, not only `kassa run`); one made before, or paused by support, stays.
+    await temporal.ensure_reconcile_schedule(client, settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -86,15 +86,11 @@ def _temporal(settings: Settings, procs: list) -> str:
     return f"127.0.0.1:{TEMPORAL_PORT}"
 
 
-async def _prepare_namespace(settings: Settings, address: str) -> list[str]:
-    """Search attributes (returns those added) and the reconciliation schedule."""
+async def _register_search_attributes(settings: Settings, address: str) -> list[str]:
     from kassa import temporal
 
-    settings = settings.model_copy(update={"temporal_address": address})
-    client = await temporal.connect(settings)
-    added = await temporal.ensure_search_attributes(client)
-    await temporal.ensure_reconcile_schedule(client, settings)
-    return added
+    client = await temporal.connect(settings.model_copy(update={"temporal_address": address}))
+    return await temporal.ensure_search_attributes(client)
 
 
 def _spawn(command: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -110,7 +106,7 @@ def run(settings: Settings) -> int:
         database_url = _postgres(settings)
         migrate(database_url)
         temporal_address = _temporal(settings, procs)
-        added = asyncio.run(_prepare_namespace(settings, temporal_address))
+        added = asyncio.run(_register_search_attributes(settings, temporal_address))
         if added:
             print(f"Registered search attributes: {', '.join(added)}", flush=True)
         env = {

@@ -1,5 +1,5 @@
 """Reconciliation as a workflow, run by a Temporal Schedule (`kassa-reconcile`, created by
-`kassa run`; support can trigger it from the UI's Schedules page). Each run is one pass;
+the worker at start; support can trigger it from the UI's Schedules page). Each run is one pass;
 its result lists the captures it found, whose refunds are workflows of their own."""
 
 from __future__ import annotations
