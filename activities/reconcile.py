@@ -12,14 +12,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from gateways.base import PaymentGateway
+from gateways.base import PaymentGateway, payments_of_order
 from kassa import refunds, strays
 from kassa.contracts import (
     OrderStatus,
     PaymentEvent,
     ReconcileReport,
     RefundStatus,
-    payment_reference,
     refund_workflow_id,
 )
 from kassa.models import Order, Refund, StrayCapture
@@ -64,26 +63,22 @@ class ReconcileActivities:
             gateway = self._gateways.get(order.gateway)
             if gateway is None:
                 continue
-            for attempt in range(1, order.payment_attempts + 1):
-                for payment in await gateway.list_payments(
-                    payment_reference(order.order_id, attempt)
-                ):
-                    if payment.payment_id in known:
-                        continue  # its refund runs or ran
-                    event = PaymentEvent(
-                        order.gateway,
-                        f"reconcile-{payment.payment_id}",
-                        order.order_id,
-                        payment.payment_id,
-                        payment.outcome,
-                        payment.amount,
-                        payment.currency,
-                        attempt,
-                    )
-                    if await strays.give_back(
-                        self._temporal, self._settings.task_queue, order, event
-                    ):
-                        found.append(payment.payment_id)
+            payments = await payments_of_order(gateway, order.order_id, order.payment_attempts)
+            for attempt, payment in payments:
+                if payment.payment_id in known:
+                    continue  # its refund runs or ran
+                event = PaymentEvent(
+                    order.gateway,
+                    f"reconcile-{payment.payment_id}",
+                    order.order_id,
+                    payment.payment_id,
+                    payment.outcome,
+                    payment.amount,
+                    payment.currency,
+                    attempt,
+                )
+                if await strays.give_back(self._temporal, self._settings.task_queue, order, event):
+                    found.append(payment.payment_id)
             activity.heartbeat(order.order_id)
         return ReconcileReport(len(orders), found, await self._resume_orphaned_refunds())
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from kassa.contracts import PaymentEvent, PaymentOutcome, PaymentSession, RefundEvent, RefundStatus
+from kassa.contracts import (
+    PaymentEvent,
+    PaymentOutcome,
+    PaymentSession,
+    RefundEvent,
+    RefundStatus,
+    payment_reference,
+)
 
 
 class GatewayError(Exception):
@@ -100,3 +107,15 @@ class PaymentGateway(Protocol):
         Raises InvalidSignature for anything that does not verify, MalformedCallback for a
         verified body that makes no sense."""
         ...
+
+
+async def payments_of_order(
+    gateway: PaymentGateway, order_id: str, attempts: int
+) -> list[tuple[int, GatewayPayment]]:
+    """Every gateway payment of an order with the attempt it belongs to: one merchant order
+    id per attempt (`payment_reference`), second captures under it included."""
+    return [
+        (attempt, payment)
+        for attempt in range(1, attempts + 1)
+        for payment in await gateway.list_payments(payment_reference(order_id, attempt))
+    ]

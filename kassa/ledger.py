@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateways.base import PaymentGateway
-from kassa.contracts import OrderStatus, PaymentOutcome, RefundStatus, payment_reference
+from gateways.base import PaymentGateway, payments_of_order
+from kassa.contracts import OrderStatus, PaymentOutcome, RefundStatus
 from kassa.models import LedgerEntry, LedgerTransaction, Order, Refund, StrayCapture
 
 REVENUE = "revenue"
@@ -156,13 +156,10 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
             if gateway is None:
                 problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
                 continue
-            payments = []  # every gateway payment of the order: one per attempt, extra ones too
-            for attempt in range(1, order.payment_attempts + 1):
-                reference = payment_reference(order.order_id, attempt)
-                payments += await gateway.list_payments(reference)
+            payments = await payments_of_order(gateway, order.order_id, order.payment_attempts)
             at_gateway = sum(
                 (p.amount if p.outcome == PaymentOutcome.SUCCEEDED else 0) - p.refunded_amount
-                for p in payments
+                for _, p in payments
             )
             if held_amount != at_gateway:
                 problems.append(
