@@ -121,16 +121,12 @@ async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEv
             "capture for an unknown order", order_id=event.order_id, payment_id=event.payment_id
         )
         return
-    status = OrderStatus(order.status)
-    if status.is_paid and event.payment_id == order.gateway_payment_id:
-        return  # the capture the order kept, reported again
-    if not status.is_final:
+    if not OrderStatus(order.status).is_final and event.payment_id != order.gateway_payment_id:
         # No checkout runs, yet the order never ended (terminated by hand?): support decides.
         log.error(
             "capture for an order stuck in %s",
-            status,
+            order.status,
             order_id=order.order_id,
             payment_id=event.payment_id,
         )
-        return
-    await strays.give_back(temporal, settings.task_queue, order, event)
+    await strays.give_back(temporal, settings.task_queue, order, event)  # if it is a stray
