@@ -31,7 +31,7 @@ from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
 from api.problems import Problem
 from api.schemas import RefundIn, RefundOut
 from kassa import refunds
-from kassa.contracts import Caller, checkout_workflow_id
+from kassa.contracts import Caller, OrderStatus, checkout_workflow_id
 from kassa.models import Order, Refund
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
@@ -65,7 +65,20 @@ async def create_refund(
     key = require_idempotency_key(idempotency_key)
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
     window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
-    checkout_ended = caller == Caller.SUPPORT and not await _checkout_runs(temporal, order_id)
+    async with sessions() as session:
+        order = (
+            await session.execute(
+                select(Order.status, Order.gateway).where(Order.order_id == order_id)
+            )
+        ).first()
+    # Support may refund an order its checkout left `paid`, once that checkout has ended:
+    # only then is Temporal asked.
+    checkout_ended = (
+        caller == Caller.SUPPORT
+        and order is not None
+        and order.status == OrderStatus.PAID
+        and not await _checkout_runs(temporal, order_id)
+    )
     async with sessions.begin() as session:
         bound = await idempotency.claim(
             session,
@@ -90,10 +103,9 @@ async def create_refund(
             )
         except refunds.RefundRefused as err:
             raise Problem(err.status, err.slug, err.message, field=err.field) from err
-        gateway = await session.scalar(select(Order.gateway).where(Order.order_id == order_id))
 
     try:
-        await refunds.start(temporal, settings.task_queue, refund, gateway)
+        await refunds.start(temporal, settings.task_queue, refund, order.gateway)
     except RPCError as err:  # the reservation stands; the same request again starts it
         raise Problem(
             503,
