@@ -5,7 +5,7 @@ runs; if a later step fails for good, the undos run in reverse order.
     saga.add("revoke access", lambda reason: db_step(Entitlements.revoke, order, "revoke"))
     await db_step(Entitlements.grant, order, "grant access")
     ...
-    except ActivityError as err:
+    except FailureError as err:  # local activities fail with their ApplicationError
         await saga.compensate(reason)
 
 An undo must be idempotent and must tolerate that its step never ran (the step may have
