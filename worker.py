@@ -4,6 +4,7 @@ only; engines and clients are built here at start-up, never at import."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
@@ -13,7 +14,6 @@ import httpx
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -23,17 +23,19 @@ from temporalio.worker import (
 
 from activities.entitlements import EntitlementActivities
 from activities.invoices import InvoiceActivities
+from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
 from activities.refunds import RefundActivities
 from activities.risk import RiskActivities
+from db.engine import make_engine, make_sessionmaker
 from gateways import build_gateways
-from kassa import temporal
-from kassa.db import make_engine, make_sessionmaker
+from kassa.errors import DatabaseRefused
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
+from orchestration import temporal
 from workflows.checkout import CheckoutWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
@@ -63,11 +65,20 @@ class _RefusalsArePermanent(ActivityInboundInterceptor):
             sqlstate = str(getattr(err.orig, "sqlstate", None) or "")
             if sqlstate[:2] not in REFUSALS:
                 raise
-            raise ApplicationError(
-                f"the database refused it: {err.orig}",
-                type=f"DatabaseRefused{sqlstate}",
-                non_retryable=True,
+            raise DatabaseRefused(
+                f"the database refused it (SQLSTATE {sqlstate}): {err.orig}"
             ) from err
+
+
+def activities_of(*objects) -> list[Callable]:
+    """Every public async method of these objects, each an activity (the Worker refuses a
+    method without @activity.defn): a new activity is registered by being defined."""
+    return [
+        method
+        for obj in objects
+        for name in sorted(vars(type(obj)))
+        if not name.startswith("_") and inspect.iscoroutinefunction(method := getattr(obj, name))
+    ]
 
 
 def build_worker(
@@ -79,35 +90,18 @@ def build_worker(
     replace: Mapping[str, Callable] | None = None,
 ) -> Worker:
     """`replace` swaps activities by name (tests inject failures this way)."""
-    orders = OrderActivities(sessions)
-    risk = RiskActivities(sessions, settings)
     gateways = build_gateways(settings, http)
-    payments = PaymentActivities(gateways, sessions, settings)
-    refunds = RefundActivities(gateways, sessions)
-    entitlements = EntitlementActivities(sessions)
-    invoices = InvoiceActivities(sessions)
-    notify = NotifyActivities(http, sessions, settings)
-    reconcile = ReconcileActivities(client, gateways, sessions, settings)
-    activities = [
-        orders.create_order,
-        orders.set_status,
-        risk.check_risk,
-        payments.create_payment,
-        payments.close_payment,
-        payments.payment_status,
-        entitlements.grant_entitlements,
-        entitlements.revoke_entitlements,
-        invoices.issue_invoice,
-        invoices.void_invoice,
-        refunds.reserve_refund,
-        refunds.record_stray_capture,
-        refunds.request_refund,
-        refunds.refund_status,
-        refunds.complete_refund,
-        refunds.fail_refund,
-        notify.notify_storefront,
-        reconcile.reconcile,
-    ]
+    activities = activities_of(
+        OrderActivities(sessions),
+        RiskActivities(sessions, settings),
+        PaymentActivities(gateways, sessions, settings),
+        LedgerActivities(sessions),
+        EntitlementActivities(sessions),
+        InvoiceActivities(sessions),
+        RefundActivities(gateways, sessions),
+        NotifyActivities(http, sessions, settings),
+        ReconcileActivities(client, gateways, sessions, settings),
+    )
     replace = replace or {}
     return Worker(
         client,

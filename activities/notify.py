@@ -11,14 +11,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from standardwebhooks import Webhook
 from temporalio import activity
 
+from db import webhooks
 from kassa.contracts import StorefrontEvent
-from kassa.models import StorefrontWebhook
 from kassa.settings import Settings
 
 
@@ -43,15 +41,8 @@ class NotifyActivities:
         """Deliver `event`; False when no storefront webhook URL is configured."""
         payload = webhook_payload(event)
         async with self._sessions.begin() as session:
-            await session.execute(
-                insert(StorefrontWebhook)
-                .values(
-                    event_id=event.event_id,
-                    order_id=payload["data"]["order_id"],
-                    type=event.type,
-                    payload=payload,
-                )
-                .on_conflict_do_nothing(index_elements=[StorefrontWebhook.event_id])
+            await webhooks.record(
+                session, event.event_id, payload["data"]["order_id"], event.type, payload
             )
         url = self._settings.storefront_webhook_url
         if not url:
@@ -74,14 +65,7 @@ class NotifyActivities:
         except httpx.HTTPError as exc:
             delivered, failure = False, repr(exc)
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(StorefrontWebhook)
-                .where(StorefrontWebhook.event_id == event.event_id)
-                .values(
-                    attempts=StorefrontWebhook.attempts + 1,
-                    delivered_at=func.now() if delivered else None,
-                )
-            )
+            await webhooks.count_attempt(session, event.event_id, delivered)
         if not delivered:
             # Retried by Temporal with backoff for `storefront_webhook_retry_hours`.
             raise RuntimeError(f"storefront webhook {event.event_id} not accepted: {failure}")

@@ -3,35 +3,17 @@ record it everywhere at once: refund row, order amounts and status, ledger, enti
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.payments import gateway_named
-from gateways.base import GatewayRejected, NewRefund, PaymentGateway
-from kassa import ledger, refunds
-from kassa.contracts import (
-    OrderStatus,
-    RefundFailure,
-    RefundInput,
-    RefundStatus,
-    RefundView,
-)
-from kassa.models import Entitlement, Order, Refund, StrayCapture
-
-
-def refund_view(refund: Refund) -> RefundView:
-    return RefundView(
-        refund.refund_id,
-        refund.order_id,
-        RefundStatus(refund.status),
-        refund.amount,
-        refund.currency,
-        refund.reason,
-        refund.failure_reason,
-    )
+from db import entitlements, orders, refunds
+from db import ledger as books
+from gateways.base import NewRefund, PaymentGateway
+from kassa import ledger
+from kassa.contracts import RefundFailure, RefundInput, RefundView
+from kassa.errors import RefundStateConflict
+from kassa.statuses import OrderStatus, RefundStatus
 
 
 class RefundActivities:
@@ -44,47 +26,34 @@ class RefundActivities:
 
     @activity.defn
     async def reserve_refund(self, request: RefundInput) -> RefundView:
-        """A no-op for refunds the API reserved already; compensation reserves here."""
+        """A no-op for refunds the API reserved already; compensation reserves here. A
+        refusal (RefundRefused and its kinds) is permanent."""
         async with self._sessions.begin() as session:
-            try:
-                refund = await refunds.reserve(
-                    session,
-                    refund_id=request.refund_id,
-                    order_id=request.order_id,
-                    amount=request.amount,
-                    reason=request.reason,
-                    requested_by=request.requested_by,
-                )
-            except refunds.RefundRefused as err:
-                raise ApplicationError(
-                    err.message, type="RefundRefused", non_retryable=True
-                ) from err
-            return refund_view(refund)
+            refund = await refunds.reserve(
+                session,
+                refund_id=request.refund_id,
+                order_id=request.order_id,
+                amount=request.amount,
+                reason=request.reason,
+                requested_by=request.requested_by,
+            )
+            return refunds.as_view(refund)
 
     @activity.defn
     async def record_stray_capture(self, request: RefundInput) -> RefundView:
         """Book money no order keeps (gateway +, unallocated −) before giving it back."""
         async with self._sessions.begin() as session:
-            await session.execute(
-                insert(StrayCapture)
-                .values(
-                    payment_id=request.payment_id,
-                    refund_id=request.refund_id,
-                    order_id=request.order_id,
-                    gateway=request.gateway,
-                    kind=request.stray,
-                    amount=request.amount,
-                    currency=request.currency,
-                    status=RefundStatus.PENDING,
-                )
-                .on_conflict_do_nothing(index_elements=[StrayCapture.payment_id])
+            stray = await refunds.record_stray(session, request)
+            await books.post(
+                session,
+                ledger.stray_capture(
+                    stray.order_id, stray.gateway, stray.payment_id, stray.amount, stray.currency
+                ),
             )
-            stray = await session.get(StrayCapture, request.payment_id)
-            await ledger.post_stray_capture(session, stray)
             return RefundView(
                 request.refund_id,
                 request.order_id,
-                RefundStatus(stray.status),
+                stray.status,
                 stray.amount,
                 stray.currency,
                 request.reason,
@@ -92,27 +61,22 @@ class RefundActivities:
 
     @activity.defn
     async def request_refund(self, request: RefundInput) -> RefundStatus:
-        """Ask the gateway to refund; retried with the same refund id, never a second refund."""
-        gateway = self._gateway(request.gateway)
+        """Ask the gateway to refund; retried with the same refund id, never a second refund.
+        The gateway refusing it (GatewayRejected) is permanent."""
         payment_id = request.payment_id
         if payment_id is None:  # the order's own: the payment it kept (a retry's, maybe)
             async with self._sessions() as session:
-                payment_id = await session.scalar(
-                    select(Order.gateway_payment_id).where(Order.order_id == request.order_id)
-                )
-        try:
-            refund = await gateway.refund(
-                NewRefund(
-                    request.refund_id,
-                    request.order_id,
-                    request.amount,
-                    request.currency,
-                    request.reason,
-                    payment_id,
-                )
+                payment_id = (await orders.get(session, request.order_id)).gateway_payment_id
+        refund = await self._gateway(request.gateway).refund(
+            NewRefund(
+                request.refund_id,
+                request.order_id,
+                request.amount,
+                request.currency,
+                request.reason,
+                payment_id,
             )
-        except GatewayRejected as err:
-            raise ApplicationError(str(err), type="GatewayRejected", non_retryable=True) from err
+        )
         return refund.status
 
     @activity.defn
@@ -121,82 +85,39 @@ class RefundActivities:
 
     @activity.defn
     async def complete_refund(self, request: RefundInput) -> None:
-        if request.stray:
-            return await self._complete_stray_refund(request)
         async with self._sessions.begin() as session:
-            refund = await session.scalar(
-                update(Refund)
-                .where(Refund.refund_id == request.refund_id)
-                .where(Refund.status == RefundStatus.PENDING)
-                .values(
-                    status=RefundStatus.SUCCEEDED, completed_at=func.now(), updated_at=func.now()
-                )
-                .returning(Refund)
-            )
-            if refund is None:
-                status = await session.scalar(
-                    select(Refund.status).where(Refund.refund_id == request.refund_id)
-                )
-                if status == RefundStatus.SUCCEEDED:
+            if request.stray:
+                stray = await refunds.complete_stray(session, request.payment_id)
+                if stray is not None:
+                    posting = ledger.stray_refund(
+                        stray.order_id,
+                        stray.gateway,
+                        stray.payment_id,
+                        stray.amount,
+                        stray.currency,
+                    )
+                    await books.post(session, posting)
+                return
+            completed = await refunds.complete(session, request.refund_id)
+            if completed is None:
+                refund = await refunds.get(session, request.refund_id)
+                if refund.status == RefundStatus.SUCCEEDED:
                     return  # completed before: this is a retry
-                raise ApplicationError(  # money moved for a refund we had written off
-                    f"refund {request.refund_id} succeeded at the gateway but is {status} here",
-                    type="RefundStateConflict",
-                    non_retryable=True,
+                raise RefundStateConflict(
+                    f"refund {request.refund_id} succeeded at the gateway but is "
+                    f"{refund.status} here"
                 )
-            order = await session.scalar(
-                update(Order)
-                .where(Order.order_id == refund.order_id)
-                .values(
-                    refunded_amount=Order.refunded_amount + refund.amount,
-                    status=case(
-                        (
-                            Order.refunded_amount + refund.amount >= Order.amount,
-                            OrderStatus.REFUNDED,
-                        ),
-                        else_=OrderStatus.PARTIALLY_REFUNDED,
-                    ),
-                    updated_at=func.now(),
-                )
-                .returning(Order)
-            )
+            refund, order = completed
             if order.status == OrderStatus.REFUNDED:
                 # Access is counted per order: another purchase of the same SKU keeps it.
-                await session.execute(
-                    update(Entitlement)
-                    .where(Entitlement.order_id == order.order_id)
-                    .where(Entitlement.revoked_at.is_(None))
-                    .values(revoked_at=func.now())
-                )
-            await ledger.post_refund(session, order, refund)
-
-    async def _complete_stray_refund(self, request: RefundInput) -> None:
-        async with self._sessions.begin() as session:
-            stray = await session.scalar(
-                update(StrayCapture)
-                .where(StrayCapture.payment_id == request.payment_id)
-                .where(StrayCapture.status == RefundStatus.PENDING)
-                .values(status=RefundStatus.SUCCEEDED, refunded_at=func.now())
-                .returning(StrayCapture)
+                await entitlements.revoke(session, order.order_id)
+            posting = ledger.refund(
+                order.order_id, order.gateway, refund.refund_id, refund.amount, refund.currency
             )
-            if stray is not None:
-                await ledger.post_stray_refund(session, stray)
+            await books.post(session, posting)
 
     @activity.defn
     async def fail_refund(self, failure: RefundFailure) -> None:
         """Release the reservation; the order keeps its money and its status."""
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(Refund)
-                .where(Refund.refund_id == failure.refund_id)
-                .where(Refund.status == RefundStatus.PENDING)
-                .values(
-                    status=RefundStatus.FAILED, failure_reason=failure.reason, updated_at=func.now()
-                )
-            )
-            await session.execute(  # or a stray capture's refund: support takes over
-                update(StrayCapture)
-                .where(StrayCapture.refund_id == failure.refund_id)
-                .where(StrayCapture.status == RefundStatus.PENDING)
-                .values(status=RefundStatus.FAILED)
-            )
+            await refunds.fail(session, failure.refund_id, failure.reason)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from kassa.contracts import CheckoutInput, OrderStatus, RiskDecision
-from kassa.models import Order
+from db import orders
+from kassa.contracts import CheckoutInput, RiskDecision
 from kassa.settings import Settings
 
 
@@ -25,13 +24,8 @@ class RiskActivities:
             return RiskDecision(False, f"amount {checkout.amount} is over the limit of {limit}")
         window = timedelta(seconds=self._settings.risk_velocity_window_seconds)
         async with self._sessions() as session:
-            recent = await session.scalar(
-                select(func.count())
-                .select_from(Order)
-                .where(Order.customer_id == checkout.customer_id)
-                .where(Order.order_id != checkout.order_id)
-                .where(Order.status != OrderStatus.REJECTED)  # refusals do not count
-                .where(Order.created_at > func.now() - window)
+            recent = await orders.count_recent_for_customer(
+                session, checkout.customer_id, checkout.order_id, window
             )
         if recent >= self._settings.risk_max_orders_per_customer:
             return RiskDecision(

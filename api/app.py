@@ -12,11 +12,11 @@ from temporalio.client import Client
 
 from api import problems
 from api.limits import BodySizeLimit
-from api.routers import checkouts, orders, refunds, webhooks
+from api.routers import checkouts, orders, refunds, support, webhooks
+from db.engine import make_engine, make_sessionmaker
 from gateways import build_gateways
-from kassa import temporal
-from kassa.db import make_engine, make_sessionmaker
 from kassa.settings import Settings, get_settings
+from orchestration import temporal
 
 
 def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(checkouts.router)
     app.include_router(orders.router)
     app.include_router(refunds.router)
+    app.include_router(support.router)
     app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"], operation_id="health")

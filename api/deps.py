@@ -9,10 +9,10 @@ from fastapi import Depends, Header, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.problems import Problem
 from gateways.base import PaymentGateway
-from kassa.contracts import Caller
+from kassa.errors import SupportOnly, Unauthorized
 from kassa.settings import Settings
+from kassa.statuses import Caller
 
 
 def _settings(request: Request) -> Settings:
@@ -48,14 +48,7 @@ def _caller(
         ):
             if hmac.compare_digest(key.encode(), expected.encode()):
                 return caller
-    raise Problem(
-        401,
-        "unauthorized",
-        "A valid API key is required",
-        "Send `Authorization: Bearer <key>` with the storefront or the support key.",
-        field="Authorization",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    raise Unauthorized("Send `Authorization: Bearer <key>` with the storefront or the support key.")
 
 
 # Ids in paths obey the same rules as in bodies: anything else cannot exist, so 404.
@@ -73,9 +66,7 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 
 def _support(caller: CallerDep) -> Caller:
     if caller != Caller.SUPPORT:
-        raise Problem(
-            403, "support-only", "Only the support key may do this", field="Authorization"
-        )
+        raise SupportOnly()
     return caller
 
 

@@ -1,32 +1,32 @@
-"""Idempotency-Key for POSTs: the durable guard is the (caller, key) primary key, which binds
-a key to one request (by hash) and to the resource it made. No cache, no expiry."""
+"""Idempotency-Key for POSTs: required, bound to one request body and the resource it made
+(db/idempotency.py). A retry with the same key and body gets the original answer, marked
+`Idempotent-Replayed: true`; the same key with another body is a 422."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Header, Response
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.problems import Problem
-from kassa.contracts import Caller
-from kassa.models import IdempotencyKey
+from db import idempotency
+from db.models import IdempotencyKey
+from kassa.errors import IdempotencyKeyRequired, IdempotencyKeyReused
+from kassa.statuses import Caller
 
 IDEMPOTENCY_KEY = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="Required; retries with it are safe."),
+    Header(
+        alias="Idempotency-Key",
+        description="Required, 1 to 255 characters: a retry with the same key and body is "
+        "safe and gets the original answer (with `Idempotent-Replayed: true`).",
+    ),
 ]
 
 
 def require_idempotency_key(key: str | None) -> str:
     if not key or len(key) > 255:
-        raise Problem(
-            400,
-            "idempotency-key-required",
-            "An Idempotency-Key header of 1 to 255 characters is required",
-            field="Idempotency-Key",
-        )
+        raise IdempotencyKeyRequired()
     return key
 
 
@@ -42,27 +42,9 @@ async def claim(
     """Bind `key` to this request and these ids, in the caller's transaction. A key seen
     before with the same request returns what it made then (and marks the answer replayed);
     with another request it is a 422."""
-    new = await session.scalar(
-        insert(IdempotencyKey)
-        .values(
-            caller=caller,
-            key=key,
-            request_hash=request_hash,
-            order_id=order_id,
-            refund_id=refund_id,
-        )
-        .on_conflict_do_nothing()
-        .returning(IdempotencyKey.key)
-    )
-    bound = await session.get(IdempotencyKey, (str(caller), key))
+    bound, new = await idempotency.bind(session, caller, key, request_hash, order_id, refund_id)
     if bound.request_hash != request_hash or (refund_id is None) != (bound.refund_id is None):
-        raise Problem(
-            422,
-            "idempotency-key-reused",
-            "This Idempotency-Key was used with a different request",
-            field="Idempotency-Key",
-            order_id=bound.order_id,
-        )
-    if new is None:
+        raise IdempotencyKeyReused(order_id=bound.order_id)
+    if not new:
         response.headers["Idempotent-Replayed"] = "true"
     return bound

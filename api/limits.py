@@ -5,17 +5,15 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import Problem
+from api.problems import answer
+from kassa.errors import BodyTooLarge
 
 
-class BodyTooLarge(HTTPException):
+class _TooLarge(HTTPException):
     """An HTTPException, so FastAPI's body parsing lets it through unchanged."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"The request body is over {max_bytes} bytes")
-
-    def problem(self) -> Problem:
-        return Problem(413, "body-too-large", self.detail, field="body")
 
 
 class BodySizeLimit:
@@ -28,8 +26,8 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = BodyTooLarge(self.max_bytes).problem().response()
-            return await response(scope, receive, send)
+            too_large = BodyTooLarge(f"The request body is over {self.max_bytes} bytes")
+            return await answer(too_large)(scope, receive, send)
 
         seen = 0
 
@@ -38,7 +36,7 @@ class BodySizeLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
+                raise _TooLarge(self.max_bytes)
             return message
 
         await self.app(scope, counting_receive, send)

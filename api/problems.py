@@ -1,8 +1,10 @@
-"""Errors as RFC 9457 problem details (`application/problem+json`).
+"""Errors as RFC 9457 problem details (`application/problem+json`), from the one catalogue
+(kassa/errors.py). Every problem has a machine-readable `type` (urn:kassa:problem:<slug>),
+and where a request field is to blame, `field` names it (`items[0].unit_amount`,
+`Idempotency-Key`); validation problems list every offending field under `errors`.
 
-Every problem has a machine-readable `type` (urn:kassa:problem:<slug>), and where a request
-field is to blame, `field` names it (`items[0].unit_amount`, `Idempotency-Key`); validation
-problems list every offending field under `errors`.
+One handler answers every catalogue error, whoever raised it (a route, a repository, a
+workflow's update validator); `responses` documents a route's problems in its OpenAPI.
 """
 
 from __future__ import annotations
@@ -16,38 +18,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from kassa import errors
+
 log = structlog.get_logger("api")
 MEDIA_TYPE = "application/problem+json"
 
 
-class Problem(Exception):
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        title: str,
-        detail: str | None = None,
-        *,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(title)
-        self.status = status
-        self.headers = headers
-        self.body: dict[str, Any] = {
-            "type": f"urn:kassa:problem:{slug}",
-            "title": title,
-            "status": status,
-            **({"detail": detail} if detail else {}),
-            **({"field": field} if field else {}),
-            **extra,
-        }
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            self.body, status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers
-        )
+def answer(err: errors.KassaError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = {**(err.headers() or {}), **(headers or {})}
+    return JSONResponse(
+        err.problem(), status_code=err.status, media_type=MEDIA_TYPE, headers=headers or None
+    )
 
 
 def field_path(loc: tuple | list) -> str:
@@ -61,47 +42,58 @@ def field_path(loc: tuple | list) -> str:
     return path or str(where)
 
 
-def validation_problem(errors: list[dict]) -> Problem:
-    """Pydantic's errors, each pointing at its field."""
-    listed = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in errors]
-    if any(e["type"] == "json_invalid" for e in errors):
-        return Problem(
-            400, "malformed-json", "The request body is not valid JSON", field="body", errors=listed
-        )
+def invalid(listed: list[dict[str, str]]) -> errors.ValidationFailed:
+    """A 422 naming every offending field: [{"field": …, "message": …}, …]."""
     first = listed[0]
-    return Problem(
-        422,
-        "validation-error",
-        "The request is not valid",
-        f"{first['field']}: {first['message']}",
-        field=first["field"],
-        errors=listed,
+    return errors.ValidationFailed(
+        f"{first['field']}: {first['message']}", field=first["field"], errors=listed
     )
 
 
+def validation_problem(pydantic_errors: list[dict]) -> errors.KassaError:
+    """Pydantic's errors, each pointing at its field."""
+    listed = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in pydantic_errors]
+    if any(e["type"] == "json_invalid" for e in pydantic_errors):
+        return errors.MalformedJson(errors=listed)
+    return invalid(listed)
+
+
+def responses(*kinds: type[errors.KassaError]) -> dict[int | str, dict[str, Any]]:
+    """A route's possible problems, for its OpenAPI `responses` (one entry per status)."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for kind in kinds:
+        entry = documented.setdefault(
+            kind.status,
+            {
+                "description": "",
+                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            },
+        )
+        entry["description"] = "; ".join(
+            filter(None, [entry["description"], f"`{kind.slug}`: {kind.title}"])
+        )
+    return documented
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return exc.response()
+    @app.exception_handler(errors.KassaError)
+    async def _kassa(request: Request, exc: errors.KassaError) -> JSONResponse:
+        return answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_problem(list(exc.errors())).response()
+        return answer(validation_problem(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if hasattr(exc, "problem"):
-            return exc.problem().response()
         if exc.status_code == 400:  # FastAPI could not read the body (e.g. a 5000-digit number)
-            return Problem(
-                400,
-                "malformed-json",
-                "The request body could not be read",
-                str(exc.detail),
-                field="body",
-            ).response()
-        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return Problem(exc.status_code, slug, str(exc.detail)).response()
+            return answer(errors.MalformedJson("The request body could not be read"))
+        kind = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.BodyTooLarge}
+        if exc.status_code in kind:
+            return answer(kind[exc.status_code](str(exc.detail)), exc.headers)
+        problem = errors.KassaError(str(exc.detail))
+        problem.status = exc.status_code  # an HTTP error of Starlette's own: pass it on
+        return answer(problem, exc.headers)
 
     @app.exception_handler(RPCError)
     async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
@@ -110,11 +102,9 @@ def install(app: FastAPI) -> None:
         if exc.status != RPCStatusCode.UNAVAILABLE:
             return await _unexpected(request, exc)
         log.warning("temporal unavailable", path=request.url.path, error=str(exc))
-        return Problem(
-            503, "temporal-unavailable", "Try again later", headers={"Retry-After": "2"}
-        ).response()
+        return answer(errors.TemporalUnavailable())
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
-        return Problem(500, "internal-error", "Something went wrong on our side").response()
+        return answer(errors.KassaError())

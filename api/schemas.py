@@ -16,9 +16,10 @@ from pydantic import (
     field_validator,
 )
 
-from kassa.contracts import CheckoutInput, CheckoutView, LineItem, OrderStatus, RefundStatus
+from kassa.contracts import CheckoutInput, CheckoutView, LineItem
 from kassa.money import currency_exponent
 from kassa.settings import Settings
+from kassa.statuses import OrderStatus, RefundStatus
 
 
 def _text(max_length: int) -> object:
@@ -137,6 +138,26 @@ class OrderOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, order, refunds=()) -> OrderOut:
+        """From the order row and its refund rows."""
+        return cls(
+            order_id=order.order_id,
+            status=order.status,
+            reason=order.status_reason,
+            amount=order.amount,
+            currency=order.currency,
+            customer_id=order.customer_id,
+            gateway=order.gateway,
+            payment_url=order.payment_url,
+            payment_attempts=order.payment_attempts,
+            expires_at=order.expires_at,
+            refunded_amount=order.refunded_amount,
+            refunds=[RefundOut.of(refund) for refund in refunds],
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
 
 class RefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -159,6 +180,11 @@ class RefundOut(BaseModel):
     created_at: datetime
     completed_at: datetime | None
 
+    @classmethod
+    def of(cls, refund) -> RefundOut:
+        """From the refund row."""
+        return cls.model_validate(refund, from_attributes=True)
+
 
 class LedgerEntryOut(BaseModel):
     account: str
@@ -171,6 +197,19 @@ class LedgerTransactionOut(BaseModel):
     kind: str
     created_at: datetime
     entries: list[LedgerEntryOut]
+
+    @classmethod
+    def of_rows(cls, rows) -> list[LedgerTransactionOut]:
+        """From (transaction, entry) rows in order, one transaction per key."""
+        transactions: dict[int, LedgerTransactionOut] = {}
+        for txn, entry in rows:
+            out = transactions.setdefault(
+                txn.id, cls(key=txn.key, kind=txn.kind, created_at=txn.created_at, entries=[])
+            )
+            out.entries.append(
+                LedgerEntryOut(account=entry.account, amount=entry.amount, currency=entry.currency)
+            )
+        return list(transactions.values())
 
 
 class ReviewIn(BaseModel):

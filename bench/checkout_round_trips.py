@@ -28,12 +28,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from db.engine import migrate
 from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
-from kassa.contracts import SEARCH_ATTRIBUTES
-from kassa.db import migrate
+from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
-from kassa.temporal import DATA_CONVERTER
+from orchestration.temporal import DATA_CONVERTER
 from tests.support import BIN, buyer_acts, eventually, free_port, serving
 from worker import running_worker
 

@@ -1,8 +1,8 @@
 """The one interface every payment gateway adapter implements.
 
-Adapters translate their protocol's states and errors into these types. They know nothing
-about Temporal: the activities turn `GatewayRejected` into a non-retryable error and let
-every other exception retry.
+Adapters translate their protocol's states and errors into these types. A refusal for good
+is `GatewayRejected` (the catalogue's, so a step fails for good with it); `GatewayError`, or
+any other exception, means the outcome is unknown: retry with the same idempotency key.
 """
 
 from __future__ import annotations
@@ -12,30 +12,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from kassa.contracts import (
-    PaymentEvent,
-    PaymentOutcome,
-    PaymentSession,
-    RefundEvent,
-    RefundStatus,
-    payment_reference,
-)
+from kassa.contracts import PaymentEvent, PaymentSession, RefundEvent
+from kassa.statuses import PaymentOutcome, RefundStatus
+
+# A retry after a decline opens a new gateway payment, which needs a merchant order id of its
+# own: the first attempt uses the order id itself, later ones append `~n`, a character order
+# ids never contain.
+_ATTEMPT = "~"
+
+
+def payment_reference(order_id: str, attempt: int = 1) -> str:
+    """The merchant order id of the order's `attempt`-th gateway payment."""
+    return order_id if attempt == 1 else f"{order_id}{_ATTEMPT}{attempt}"
+
+
+def order_of_reference(reference: str) -> tuple[str, int]:
+    """The order and attempt a merchant order id belongs to."""
+    order_id, _, attempt = reference.partition(_ATTEMPT)
+    return order_id, int(attempt) if attempt.isdigit() else 1
 
 
 class GatewayError(Exception):
     """The call failed or its outcome is unknown: retry with the same idempotency key."""
-
-
-class GatewayRejected(GatewayError):
-    """The gateway refused the request for good (bad parameters, unknown payment)."""
-
-
-class InvalidSignature(Exception):
-    """A callback whose signature or timestamp does not check out."""
-
-
-class MalformedCallback(Exception):
-    """A correctly signed callback whose body Kassa cannot read."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,8 @@ class PaymentGateway(Protocol):
         self, headers: Mapping[str, str], body: bytes
     ) -> PaymentEvent | RefundEvent | None:
         """Verify and decode a callback; None for verified events Kassa does not act on.
-        Raises InvalidSignature for anything that does not verify, MalformedCallback for a
-        verified body that makes no sense."""
+        Raises InvalidSignature (kassa.errors) for anything that does not verify,
+        MalformedCallback for a verified body that makes no sense."""
         ...
 
 

@@ -14,21 +14,14 @@ from gateways.base import (
     GatewayError,
     GatewayPayment,
     GatewayRefund,
-    GatewayRejected,
-    InvalidSignature,
-    MalformedCallback,
     NewPayment,
     NewRefund,
-)
-from kassa.contracts import (
-    ORDER_ID_MAX_LENGTH,
-    PaymentEvent,
-    PaymentOutcome,
-    PaymentSession,
-    RefundEvent,
-    RefundStatus,
     order_of_reference,
 )
+from kassa.contracts import PaymentEvent, PaymentSession, RefundEvent
+from kassa.errors import GatewayRejected, InvalidSignature, MalformedCallback
+from kassa.ids import ORDER_ID_MAX_LENGTH
+from kassa.statuses import PaymentOutcome, RefundStatus
 
 _OUTCOMES = {
     "pending": PaymentOutcome.PENDING,

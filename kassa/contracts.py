@@ -1,176 +1,24 @@
-"""What the API, the workflows and the activities say to each other.
+"""What the API, the workflows and the activities say to each other: the inputs and results
+of workflows, their messages, and activities.
 
-Standard library and temporalio only: workflow code imports this module inside the sandbox.
-Every workflow, activity and handler takes exactly one of these dataclasses, so fields with
-defaults can be added later without breaking running workflows.
+Standard library, temporalio and the core only: workflow code imports this module inside the
+sandbox. Every workflow, activity and handler takes exactly one of these dataclasses, so
+fields with defaults can be added later without breaking running workflows.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
-from temporalio.common import SearchAttributeKey
+from kassa.ids import compensation_refund_id, stray_refund_id
+from kassa.statuses import Caller, OrderStatus, PaymentOutcome, RefundStatus, StrayKind
 
-TASK_QUEUE = "kassa-checkout"
-
-
-class OrderStatus(StrEnum):
-    CREATED = "created"
-    AWAITING_PAYMENT = "awaiting_payment"
-    PAID = "paid"
-    FULFILLED = "fulfilled"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    PARTIALLY_REFUNDED = "partially_refunded"
-    REFUNDED = "refunded"
-    ON_HOLD = "on_hold"  # captured, but not what the order asked: support decides
-
-    @property
-    def is_final(self) -> bool:
-        """No more money can move for this checkout (refunds come later, by their own path)."""
-        return self in _FINAL
-
-    @property
-    def is_paid(self) -> bool:
-        """The buyer's money was captured (some of it may have been refunded since)."""
-        return self in _PAID
-
-    @property
-    def comes_from(self) -> frozenset[OrderStatus]:
-        """The statuses an order may move to this one from (the lifecycle in DESIGN.md)."""
-        return _PREDECESSORS[self]
-
-
-_FINAL = frozenset(
-    {
-        OrderStatus.FULFILLED,
-        OrderStatus.EXPIRED,
-        OrderStatus.CANCELLED,
-        OrderStatus.FAILED,
-        OrderStatus.REJECTED,
-        OrderStatus.PARTIALLY_REFUNDED,
-        OrderStatus.REFUNDED,
-    }
-)
-_PAID = frozenset(
-    {
-        OrderStatus.PAID,
-        OrderStatus.FULFILLED,
-        OrderStatus.PARTIALLY_REFUNDED,
-        OrderStatus.REFUNDED,
-    }
-)
-_REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
-
-
-_PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.CREATED: frozenset(),
-    OrderStatus.AWAITING_PAYMENT: frozenset({OrderStatus.CREATED}),
-    OrderStatus.REJECTED: frozenset({OrderStatus.CREATED}),
-    # From on hold when support accepts a payment of more than the amount (the excess goes back).
-    OrderStatus.PAID: frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.ON_HOLD}),
-    OrderStatus.FULFILLED: frozenset({OrderStatus.PAID}),
-    OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT}),
-    OrderStatus.CANCELLED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
-    OrderStatus.FAILED: frozenset(
-        {OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.ON_HOLD}
-    ),
-    OrderStatus.ON_HOLD: frozenset({OrderStatus.AWAITING_PAYMENT}),
-    # Refunds: by request after fulfilment, or as compensation when a step after payment fails.
-    OrderStatus.PARTIALLY_REFUNDED: _REFUNDABLE,
-    OrderStatus.REFUNDED: _REFUNDABLE,
-}
-
-
-class PaymentOutcome(StrEnum):
-    """What a gateway says happened to a payment."""
-
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    DECLINED = "declined"
-    CLOSED = "closed"
-
-
-class RefundStatus(StrEnum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class StrayKind(StrEnum):
-    """Money captured that no order keeps: it goes back to the buyer."""
-
-    LATE_PAYMENT = "late_payment"  # paid after the order expired, was cancelled or failed
-    DOUBLE_PAYMENT = "double_payment"  # a second capture for an order already paid
-    AMOUNT_MISMATCH = "amount_mismatch"  # not the amount or currency asked; support said refund
-    OVERPAYMENT = "overpayment"  # what was paid beyond the amount, once support accepted it
-
-
-class Caller(StrEnum):
-    """Who asked: the storefront's key, the support key, or Kassa itself (compensation)."""
-
-    STOREFRONT = "storefront"
-    SUPPORT = "support"
-    SYSTEM = "system"
-
-
-# Custom search attributes: support finds checkouts in the Temporal UI by these.
-# `kassa run` and the tests register them on the server.
-SA_ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
-SA_CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-SA_PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
-SA_GATEWAY = SearchAttributeKey.for_keyword("Gateway")
-SA_AMOUNT_MINOR = SearchAttributeKey.for_int("AmountMinor")
-SA_REFUND_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
-SEARCH_ATTRIBUTES = (
-    SA_ORDER_ID,
-    SA_CUSTOMER_ID,
-    SA_PAYMENT_STATUS,
-    SA_GATEWAY,
-    SA_AMOUNT_MINOR,
-    SA_REFUND_STATUS,
-)
-
-
-def checkout_workflow_id(order_id: str) -> str:
-    return f"checkout-{order_id}"
-
-
-def refund_workflow_id(refund_id: str) -> str:
-    return f"refund-{refund_id}"
-
-
-def stray_refund_id(payment_id: str) -> str:
-    """The one refund of a capture no order keeps: every report of it finds the same one."""
-    return f"rf_stray_{hashlib.sha256(payment_id.encode()).hexdigest()[:32]}"
-
-
-# A retry after a decline opens a new gateway payment, which needs a merchant order id of its
-# own. The first attempt uses the order id itself (so payments opened before retries existed
-# keep theirs); later ones append `~n`, a character order ids never contain.
-_ATTEMPT = "~"
-ORDER_ID_MAX_LENGTH = 64
-
-
-def payment_reference(order_id: str, attempt: int = 1) -> str:
-    """The merchant order id of the order's `attempt`-th gateway payment."""
-    return order_id if attempt == 1 else f"{order_id}{_ATTEMPT}{attempt}"
-
-
-def order_of_reference(reference: str) -> tuple[str, int]:
-    """The order and attempt a merchant order id belongs to."""
-    order_id, _, attempt = reference.partition(_ATTEMPT)
-    return order_id, int(attempt) if attempt.isdigit() else 1
-
-
-def compensation_refund_id(order_id: str) -> str:
-    """The one refund that undoes a checkout; short whatever the order id's length."""
-    return f"rf_comp_{hashlib.sha256(order_id.encode()).hexdigest()[:32]}"
+# Workflow type names: the client side (orchestration/client.py) starts workflows by name, so
+# it never imports workflow code.
+CHECKOUT_WORKFLOW = "CheckoutWorkflow"
+REFUND_WORKFLOW = "RefundWorkflow"
+RECONCILE_WORKFLOW = "ReconcileWorkflow"
 
 
 @dataclass(frozen=True)
@@ -243,6 +91,24 @@ class PaymentEvent:
     currency: str
     attempt: int = 1  # which of the order's gateway payments (see payment_reference)
 
+    @classmethod
+    def answered(
+        cls, gateway: str, event_id: str, order_id: str, attempt: int, answer
+    ) -> PaymentEvent:
+        """What the gateway answered when asked (a status check, a close, reconciliation:
+        anything with payment_id, outcome, amount and currency), as the event a callback
+        would have been."""
+        return cls(
+            gateway,
+            event_id,
+            order_id,
+            answer.payment_id,
+            answer.outcome,
+            answer.amount,
+            answer.currency,
+            attempt,
+        )
+
 
 @dataclass(frozen=True)
 class PaymentCheck:
@@ -287,10 +153,6 @@ class OrderRef:
     gateway: str = ""
     attempt: int = 1  # for gateway calls: which of the order's payments
 
-    @property
-    def reference(self) -> str:
-        return payment_reference(self.order_id, self.attempt)
-
 
 @dataclass(frozen=True)
 class StatusChange:
@@ -308,7 +170,7 @@ class RiskDecision:
 @dataclass(frozen=True)
 class CloseResult:
     outcome: PaymentOutcome  # CLOSED, or SUCCEEDED when the buyer paid before the close
-    # What was captured, when SUCCEEDED (results recorded before these existed have none).
+    # What was captured, when SUCCEEDED.
     payment_id: str | None = None
     amount: int | None = None
     currency: str | None = None
@@ -350,6 +212,19 @@ class RefundInput:
     # Set for the refund of a stray capture: which gateway payment, and why it is stray.
     payment_id: str | None = None
     stray: StrayKind | None = None
+
+    @classmethod
+    def compensation(cls, checkout: CheckoutInput, reason: str) -> RefundInput:
+        """The one refund that gives the buyer everything back when fulfilment failed."""
+        return cls(
+            compensation_refund_id(checkout.order_id),
+            checkout.order_id,
+            checkout.gateway,
+            checkout.amount,
+            checkout.currency,
+            reason,
+            Caller.SYSTEM,
+        )
 
     @classmethod
     def for_stray(cls, event: PaymentEvent, gateway: str, kind: StrayKind) -> RefundInput:

@@ -23,6 +23,10 @@ def currency_exponent(code: str) -> int:
 
 
 def format_amount(amount: int, currency: str) -> str:
-    """12345, "CNY" -> "123.45 CNY"; 500, "JPY" -> "500 JPY"."""
-    exponent = currency_exponent(currency)
+    """12345, "CNY" -> "123.45 CNY"; 500, "JPY" -> "500 JPY". For display only: a code that
+    is no currency (a gateway may report anything) shows its minor units as they are."""
+    try:
+        exponent = currency_exponent(currency)
+    except ValueError:
+        return f"{amount} {currency} (minor units)"
     return f"{Decimal(amount).scaleb(-exponent):.{exponent}f} {currency}"

@@ -7,8 +7,8 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from kassa.db import async_url
-from kassa.models import Base
+from db.engine import async_url
+from db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -16,12 +16,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app as create_api
+from db.engine import make_engine, make_sessionmaker, migrate
 from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
-from kassa.contracts import SEARCH_ATTRIBUTES
-from kassa.db import make_engine, make_sessionmaker, migrate
+from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
-from kassa.temporal import DATA_CONVERTER, ensure_search_attributes
+from orchestration.temporal import DATA_CONVERTER, ensure_search_attributes
 from tests.support import BIN, StorefrontReceiver, free_port, serving
 from worker import running_worker
 

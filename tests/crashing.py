@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from kassa.devstack import temporal_server_command
 from kassa.settings import Settings
-from kassa.temporal import DATA_CONVERTER, ensure_search_attributes
+from orchestration.temporal import DATA_CONVERTER, ensure_search_attributes
 from tests.support import eventually
+from tooling.devstack import temporal_server_command
 
 SEED = int(os.environ.get("KASSA_CRASH_SEED", "6"))
 PATIENCE = 120  # seconds; generous, the machines are shared and noisy
@@ -78,7 +78,7 @@ def worker_process(settings: Settings, log: Path) -> Process:
 
 class TemporalServer(Process):
     """`temporal server start-dev` persisted to a SQLite file, started the way `kassa run`
-    starts it (kassa/devstack.py), on a port of the test's: killed, it comes back on the same
+    starts it (tooling/devstack.py), on a port of the test's: killed, it comes back on the same
     file and port with everything it had committed."""
 
     def __init__(self, db_file: Path, port: int, log: Path):

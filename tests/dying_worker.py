@@ -13,10 +13,11 @@ import os
 from temporalio import activity
 
 from activities.orders import OrderActivities
-from kassa import temporal
-from kassa.contracts import OrderStatus, StatusChange
-from kassa.db import make_engine, make_sessionmaker
+from db.engine import make_engine, make_sessionmaker
+from kassa.contracts import StatusChange
 from kassa.settings import get_settings
+from kassa.statuses import OrderStatus
+from orchestration import temporal
 from worker import running_worker
 
 

@@ -16,8 +16,8 @@ import httpx
 from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
-from kassa.contracts import OrderStatus, RefundStatus
-from kassa.models import IdempotencyKey, Order, Refund
+from db.models import IdempotencyKey, Order, Refund
+from kassa.statuses import OrderStatus, RefundStatus
 from tests.crashing import PATIENCE
 from tests.support import buyer_acts, eventually, ledger_of
 

@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from db.models import LedgerEntry, LedgerTransaction
 from gateways.base import NewPayment
 from kassa.contracts import CheckoutInput, LineItem
-from kassa.models import LedgerEntry, LedgerTransaction
 
 BIN = Path(sys.executable).parent  # the venv's bin: temporal, temporal-test-server
 

@@ -11,10 +11,10 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
-    from kassa.contracts import ReconcileReport
+    from kassa.contracts import RECONCILE_WORKFLOW, ReconcileReport
 
 
-@workflow.defn
+@workflow.defn(name=RECONCILE_WORKFLOW)
 class ReconcileWorkflow:
     @workflow.run
     async def run(self, lookback_hours: int) -> ReconcileReport:

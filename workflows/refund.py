@@ -1,4 +1,5 @@
-"""One refund as one durable workflow (id `refund-<refund_id>`).
+"""One refund as one durable workflow (id `refund-<refund_id>`), and how other workflows give
+money back through it.
 
 Reserve the amount within the cap, ask the gateway (the refund id is its idempotency key, so
 a retried call never refunds twice), then wait for the gateway to settle it: its callback
@@ -13,64 +14,64 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError, FailureError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.steps import (
     GATEWAY_CALL,
     GATEWAY_RETRY,
+    ask_gateway,
     db_step,
     failure_message,
     notify_storefront,
+    wait_for_word,
 )
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
+    from kassa import errors, search
     from kassa.contracts import (
-        SA_ORDER_ID,
-        SA_PAYMENT_STATUS,
-        SA_REFUND_STATUS,
+        REFUND_WORKFLOW,
         PaymentEvent,
         RefundEvent,
         RefundFailure,
         RefundInput,
-        RefundStatus,
         RefundView,
         StorefrontEvent,
     )
+    from kassa.ids import refund_workflow_id
     from kassa.money import format_amount
+    from kassa.statuses import RefundStatus, StrayKind
 
 FIRST_CHECK = timedelta(seconds=10)
 LAST_CHECK_INTERVAL = timedelta(hours=1)
 
 
-@workflow.defn
+@workflow.defn(name=REFUND_WORKFLOW)
 class RefundWorkflow:
     @workflow.init
     def __init__(self, refund: RefundInput) -> None:
         self._refund = refund
         self._status = RefundStatus.PENDING
         self._failure: str | None = None
-        self._reported: RefundStatus | None = None  # settled, says the gateway's callback
+        self._settled: RefundStatus | None = None  # the gateway's last word, by callback or asked
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
         workflow.upsert_search_attributes(
             [
-                SA_ORDER_ID.value_set(refund.order_id),
-                SA_REFUND_STATUS.value_set(str(self._status)),
+                search.ORDER_ID.value_set(refund.order_id),
+                search.REFUND_STATUS.value_set(str(self._status)),
                 # Support lists stray captures by PaymentStatus = 'late_payment' and so on.
-                *([SA_PAYMENT_STATUS.value_set(str(refund.stray))] if refund.stray else []),
+                *([search.PAYMENT_STATUS.value_set(str(refund.stray))] if refund.stray else []),
             ]
         )
         try:
             if refund.stray:  # money no order keeps: book it, then give it back
-                reserved = await db_step(
-                    RefundActivities.record_stray_capture, refund, f"record the {refund.stray}"
-                )
+                reserve, what = RefundActivities.record_stray_capture, f"record the {refund.stray}"
             else:
-                reserved = await db_step(
-                    RefundActivities.reserve_refund, refund, "reserve the amount"
-                )
+                reserve, what = RefundActivities.reserve_refund, "reserve the amount"
+            reserved = await db_step(reserve, refund, what)
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
             return await self._fail(f"refused: {failure_message(err)}", reserved=False)
         if reserved.status != RefundStatus.PENDING:
@@ -90,41 +91,33 @@ class RefundWorkflow:
             )
         except ActivityError as err:
             return await self._fail(f"the gateway refused the refund: {failure_message(err)}")
+        if status != RefundStatus.PENDING:
+            self._settled = status
+        workflow.set_current_details(
+            f"Waiting for {refund.gateway} to settle the refund of {shown}"
+        )
 
-        interval = FIRST_CHECK
-        while status == RefundStatus.PENDING:
+        async def ask(interval: timedelta) -> None:
             workflow.set_current_details(
                 f"Waiting for {refund.gateway} to settle the refund of {shown} "
                 f"(checked at {workflow.now():%Y-%m-%d %H:%M:%S} UTC; next check in {interval})"
             )
-            try:
-                await workflow.wait_condition(
-                    lambda: self._reported is not None,
-                    timeout=interval,
-                    timeout_summary="refund status check",
-                )
-                status = self._reported
-            except TimeoutError:
-                try:
-                    status = await workflow.execute_activity_method(
-                        RefundActivities.refund_status,
-                        refund,
-                        start_to_close_timeout=GATEWAY_CALL,
-                        schedule_to_close_timeout=LAST_CHECK_INTERVAL,
-                        retry_policy=GATEWAY_RETRY,
-                        summary="ask the gateway about the refund",
-                    )
-                except ActivityError:
-                    pass  # an unanswered check decides nothing: wait and ask again
-                interval = min(interval * 2, LAST_CHECK_INTERVAL)
-            if (
-                status == RefundStatus.PENDING
-                and self._reported is None  # a callback in hand would be lost by continuing
-                and workflow.info().is_continue_as_new_suggested()
-            ):
+            answer = await ask_gateway(
+                RefundActivities.refund_status, refund, "ask about the refund", LAST_CHECK_INTERVAL
+            )
+            if answer not in (None, RefundStatus.PENDING):
+                self._settled = answer
+            elif self._settled is None and workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(refund)  # asking again is safe: same refund id
 
-        if status == RefundStatus.FAILED:
+        await wait_for_word(
+            lambda: self._settled is not None,
+            ask,
+            first=FIRST_CHECK,
+            most=LAST_CHECK_INTERVAL,
+            summary="the gateway's word on the refund",
+        )
+        if self._settled == RefundStatus.FAILED:
             return await self._fail("the gateway could not pay the refund out")
         await db_step(RefundActivities.complete_refund, refund, "record the refund")
         self._set_status(RefundStatus.SUCCEEDED)
@@ -135,8 +128,8 @@ class RefundWorkflow:
     @workflow.signal
     def refund_event(self, event: RefundEvent) -> None:
         """A verified gateway callback; the first settled status counts."""
-        if self._reported is None and event.status != RefundStatus.PENDING:
-            self._reported = event.status
+        if self._settled is None and event.status != RefundStatus.PENDING:
+            self._settled = event.status
 
     @workflow.signal
     def report(self, event: PaymentEvent) -> None:
@@ -172,10 +165,43 @@ class RefundWorkflow:
 
     def _set_status(self, status: RefundStatus) -> None:
         self._status = status
-        workflow.upsert_search_attributes([SA_REFUND_STATUS.value_set(str(status))])
+        workflow.upsert_search_attributes([search.REFUND_STATUS.value_set(str(status))])
 
     def _view(self) -> RefundView:
         r = self._refund
         return RefundView(
             r.refund_id, r.order_id, self._status, r.amount, r.currency, r.reason, self._failure
         )
+
+
+# ---- giving money back from another workflow --------------------------------------------------
+
+
+async def refund_and_wait(refund: RefundInput, failure: type[errors.KassaError]) -> None:
+    """Give money back through a refund workflow, as a child that survives its parent (a
+    terminated checkout must not stop a refund that moves money); a refund that fails for
+    good fails the parent with `failure`, loudly, so support sees it."""
+    result = await workflow.execute_child_workflow(
+        RefundWorkflow.run,
+        refund,
+        id=refund_workflow_id(refund.refund_id),
+        parent_close_policy=ParentClosePolicy.ABANDON,
+    )
+    if result.status != RefundStatus.SUCCEEDED:
+        raise failure(f"{failure.title} for order {refund.order_id} ({result.failure_reason})")
+
+
+async def give_back(strays: list[PaymentEvent], gateway: str, kind: StrayKind) -> None:
+    """Start the refund of every capture an order does not keep, without waiting for them.
+    Reports that come later reach the same refunds through the API (same ids)."""
+    for event in strays:
+        refund = RefundInput.for_stray(event, gateway, kind)
+        try:
+            await workflow.start_child_workflow(
+                RefundWorkflow.run,
+                refund,
+                id=refund_workflow_id(refund.refund_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import asdict
 
 from fastapi import APIRouter, Response
 from temporalio.client import WorkflowUpdateFailedError
 
 from api import idempotency
-from api.checkout_start import CheckoutAlreadyEnded, start_checkout
 from api.deps import CallerDep, GatewaysDep, SessionsDep, SettingsDep, TemporalDep
 from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
-from api.orders_view import order_as_checkout
-from api.problems import Problem
+from api.problems import invalid, responses
 from api.schemas import CheckoutIn, CheckoutOut
-from kassa.contracts import (
-    CheckoutInput,
-    CheckoutView,
-)
-from kassa.models import Order
+from db import orders
+from kassa import errors
+from kassa.contracts import CheckoutInput, CheckoutView
 from kassa.settings import Settings
+from orchestration.client import CheckoutAlreadyEnded, start_checkout
 
 router = APIRouter(prefix="/v1", tags=["checkouts"])
 
@@ -37,11 +33,17 @@ router = APIRouter(prefix="/v1", tags=["checkouts"])
     status_code=201,
     response_model=CheckoutOut,
     operation_id="create_checkout",
-    responses={
-        409: {"description": "order_id already used for a different checkout"},
-        422: {"description": "invalid body, or Idempotency-Key reused with another"},
-        503: {"description": "the payment page is not ready yet; retry"},
-    },
+    responses=responses(
+        errors.MalformedJson,
+        errors.IdempotencyKeyRequired,
+        errors.Unauthorized,
+        errors.OrderIdConflict,
+        errors.ValidationFailed,
+        errors.IdempotencyKeyReused,
+        errors.CheckoutFailed,
+        errors.CheckoutPending,
+        errors.TemporalUnavailable,
+    ),
 )
 async def create_checkout(
     body: CheckoutIn,
@@ -66,62 +68,38 @@ async def create_checkout(
     checkout = body.to_checkout_input(order_id, expires_in, settings)
     view = await _start(temporal, sessions, settings, checkout)
     async with sessions() as session:
-        order = await session.get(Order, order_id)
-    if order is None or (
-        order.customer_id,
-        order.items,
-        order.currency,
-        order.gateway,
-        order.return_url,
-    ) != (
-        checkout.customer_id,
-        [asdict(item) for item in checkout.items],
-        checkout.currency,
-        checkout.gateway,
-        checkout.return_url,
-    ):
-        raise Problem(
-            409,
-            "order-id-conflict",
-            f"Order {order_id} already exists with different contents",
-            field="order_id",
-            order_id=order_id,
+        order = await orders.get(session, order_id)
+    if order is None or not orders.same_contents(order, checkout):
+        raise errors.OrderIdConflict(
+            f"Order {order_id} already exists with different contents", order_id=order_id
         )
     return CheckoutOut.of(view)
 
 
 def _check_bounds(body: CheckoutIn, settings: Settings, gateways: dict) -> int:
     """The limits that come from settings; returns the payment window in seconds."""
-    errors = []
+    wrong = []
     if body.gateway not in gateways:
-        errors.append(("gateway", f"unknown gateway; use one of {sorted(gateways)}"))
+        wrong.append(("gateway", f"unknown gateway; use one of {sorted(gateways)}"))
     if len(body.items) > settings.max_items:
-        errors.append(("items", f"at most {settings.max_items} items"))
+        wrong.append(("items", f"at most {settings.max_items} items"))
     for n, item in enumerate(body.items):
         if item.quantity > settings.max_quantity:
-            errors.append((f"items[{n}].quantity", f"at most {settings.max_quantity}"))
+            wrong.append((f"items[{n}].quantity", f"at most {settings.max_quantity}"))
         if item.unit_amount > settings.max_unit_amount:
-            errors.append((f"items[{n}].unit_amount", f"at most {settings.max_unit_amount}"))
+            wrong.append((f"items[{n}].unit_amount", f"at most {settings.max_unit_amount}"))
     expires_in = (
         settings.expires_in_default if body.expires_in_seconds is None else body.expires_in_seconds
     )
     if not settings.expires_in_min <= expires_in <= settings.expires_in_max:
-        errors.append(
+        wrong.append(
             (
                 "expires_in_seconds",
                 f"between {settings.expires_in_min} and {settings.expires_in_max}",
             )
         )
-    if errors:
-        field, message = errors[0]
-        raise Problem(
-            422,
-            "validation-error",
-            "The request is not valid",
-            f"{field}: {message}",
-            field=field,
-            errors=[{"field": f, "message": m} for f, m in errors],
-        )
+    if wrong:
+        raise invalid([{"field": f, "message": m} for f, m in wrong])
     return expires_in
 
 
@@ -132,18 +110,11 @@ async def _start(temporal, sessions, settings: Settings, checkout: CheckoutInput
         )
     except CheckoutAlreadyEnded as err:
         async with sessions() as session:
-            order = await session.get(Order, checkout.order_id)
+            order = await orders.get(session, checkout.order_id)
         if order is None:
-            raise Problem(
-                409, "order-id-conflict", "This order id is taken", field="order_id"
-            ) from err
-        return order_as_checkout(order)
+            raise errors.OrderIdConflict("This order id is taken") from err
+        return orders.as_view(order)
     except TimeoutError as err:
-        raise Problem(
-            503,
-            "checkout-pending",
-            "The payment page is not ready yet; retry with the same Idempotency-Key",
-            headers={"Retry-After": "2"},
-        ) from err
+        raise errors.CheckoutPending() from err
     except WorkflowUpdateFailedError as err:
-        raise Problem(502, "checkout-failed", f"The checkout could not start: {err.cause}") from err
+        raise errors.CheckoutFailed(f"The checkout could not start: {err.cause}") from err

@@ -1,7 +1,7 @@
 """Refunds: POST /v1/orders/{order_id}/refunds, GET /v1/refunds/{refund_id}.
 
 The request is checked and its amount reserved in one database transaction with the order
-row locked (kassa/refunds.py), so racing requests cannot refund more than was captured; the
+row locked (db/refunds.py), so racing requests cannot refund more than was captured; the
 money then moves in the refund's own workflow. Storefront refunds are accepted within the
 refund window after payment; the support key may refund outside it.
 """
@@ -13,32 +13,19 @@ import uuid
 from datetime import timedelta
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api import idempotency
-from api.deps import (
-    CallerDep,
-    OrderIdPath,
-    RefundIdPath,
-    SessionDep,
-    SessionsDep,
-    SettingsDep,
-    TemporalDep,
-)
+from api.deps import CallerDep, OrderIdPath, RefundIdPath, SessionsDep, SettingsDep, TemporalDep
 from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
-from api.problems import Problem
+from api.problems import responses
 from api.schemas import RefundIn, RefundOut
-from kassa import refunds
-from kassa.contracts import Caller, OrderStatus, checkout_workflow_id
-from kassa.models import Order, Refund
+from db import orders, refunds
+from kassa import errors
+from kassa.statuses import Caller, OrderStatus
+from orchestration.client import checkout_runs, start_refund
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
-
-
-def refund_out(refund: Refund) -> RefundOut:
-    return RefundOut.model_validate(refund, from_attributes=True)
 
 
 @router.post(
@@ -46,11 +33,19 @@ def refund_out(refund: Refund) -> RefundOut:
     status_code=202,
     response_model=RefundOut,
     operation_id="create_refund",
-    responses={
-        403: {"description": "outside the refund window (storefront key)"},
-        409: {"description": "the order is not paid, or nothing is left to refund"},
-        422: {"description": "amount over what can still be refunded"},
-    },
+    responses=responses(
+        errors.MalformedJson,
+        errors.IdempotencyKeyRequired,
+        errors.Unauthorized,
+        errors.RefundWindowClosed,
+        errors.OrderNotFound,
+        errors.NothingToRefund,
+        errors.OrderNotRefundable,
+        errors.ValidationFailed,
+        errors.RefundExceedsRemaining,
+        errors.IdempotencyKeyReused,
+        errors.RefundNotStarted,
+    ),
 )
 async def create_refund(
     order_id: OrderIdPath,
@@ -66,18 +61,14 @@ async def create_refund(
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
     window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
     async with sessions() as session:
-        order = (
-            await session.execute(
-                select(Order.status, Order.gateway).where(Order.order_id == order_id)
-            )
-        ).first()
+        order = await orders.get(session, order_id)
     # Support may refund an order its checkout left `paid`, once that checkout has ended:
     # only then is Temporal asked.
     checkout_ended = (
         caller == Caller.SUPPORT
         and order is not None
         and order.status == OrderStatus.PAID
-        and not await _checkout_runs(temporal, order_id)
+        and not await checkout_runs(temporal, order_id)
     )
     async with sessions.begin() as session:
         bound = await idempotency.claim(
@@ -89,48 +80,35 @@ async def create_refund(
             order_id,
             refund_id=f"rf_{uuid.uuid4().hex}",
         )
-        refund_id = bound.refund_id
-        try:
-            refund = await refunds.reserve(
-                session,
-                refund_id=refund_id,
-                order_id=order_id,
-                amount=body.amount,
-                reason=body.reason or f"requested by {caller}",
-                requested_by=caller,
-                window=window,
-                checkout_ended=checkout_ended,
-            )
-        except refunds.RefundRefused as err:
-            raise Problem(err.status, err.slug, err.message, field=err.field) from err
+        refund = await refunds.reserve(
+            session,
+            refund_id=bound.refund_id,
+            order_id=order_id,
+            amount=body.amount,
+            reason=body.reason or f"requested by {caller}",
+            requested_by=caller,
+            window=window,
+            checkout_ended=checkout_ended,
+        )
 
     try:
-        await refunds.start(temporal, settings.task_queue, refund, order.gateway)
+        await start_refund(temporal, settings.task_queue, refunds.as_input(refund, order.gateway))
     except RPCError as err:  # the reservation stands; the same request again starts it
-        raise Problem(
-            503,
-            "refund-not-started",
-            "Retry with the same Idempotency-Key",
-            headers={"Retry-After": "2"},
-        ) from err
-    return refund_out(refund)
+        raise errors.RefundNotStarted() from err
+    return RefundOut.of(refund)
 
 
-@router.get("/refunds/{refund_id}", response_model=RefundOut, operation_id="get_refund")
-async def get_refund(refund_id: RefundIdPath, caller: CallerDep, session: SessionDep) -> RefundOut:
-    refund = await session.get(Refund, refund_id)
+@router.get(
+    "/refunds/{refund_id}",
+    response_model=RefundOut,
+    operation_id="get_refund",
+    responses=responses(errors.Unauthorized, errors.RefundNotFound),
+)
+async def get_refund(
+    refund_id: RefundIdPath, caller: CallerDep, sessions: SessionsDep
+) -> RefundOut:
+    async with sessions() as session:
+        refund = await refunds.get(session, refund_id)
     if refund is None:
-        raise Problem(404, "refund-not-found", f"No refund {refund_id}", field="refund_id")
-    return refund_out(refund)
-
-
-async def _checkout_runs(temporal, order_id: str) -> bool:
-    """Whether the order's checkout workflow still runs (support may refund an order its
-    checkout left `paid` only once it no longer does)."""
-    try:
-        described = await temporal.get_workflow_handle(checkout_workflow_id(order_id)).describe()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    return described.status == WorkflowExecutionStatus.RUNNING
+        raise errors.RefundNotFound(f"No refund {refund_id}")
+    return RefundOut.of(refund)

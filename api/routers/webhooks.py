@@ -13,31 +13,32 @@ import json
 
 import structlog
 from fastapi import APIRouter, Request
-from sqlalchemy.dialects.postgresql import insert
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
-from api.problems import Problem
-from gateways.base import InvalidSignature, MalformedCallback
-from kassa import strays
-from kassa.contracts import (
-    OrderStatus,
-    PaymentEvent,
-    PaymentOutcome,
-    RefundEvent,
-    checkout_workflow_id,
-    refund_workflow_id,
-)
-from kassa.models import Order, PaymentEventRecord
+from api.problems import responses
+from db import orders
+from kassa import errors
+from kassa.contracts import PaymentEvent, RefundEvent
 from kassa.settings import Settings
-from workflows.checkout import CheckoutWorkflow
-from workflows.refund import RefundWorkflow
+from kassa.statuses import PaymentOutcome
+from kassa.strays import stray_kind
+from orchestration import client as temporal_client
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = structlog.get_logger("webhooks")
 
 
-@router.post("/{gateway}", operation_id="receive_gateway_callback")
+@router.post(
+    "/{gateway}",
+    operation_id="receive_gateway_callback",
+    responses=responses(
+        errors.MalformedCallback,
+        errors.InvalidSignature,
+        errors.UnknownGateway,
+        errors.TemporalUnavailable,
+    ),
+)
 async def receive_callback(
     gateway: str,
     request: Request,
@@ -48,80 +49,41 @@ async def receive_callback(
 ) -> dict:
     adapter = gateways.get(gateway)
     if adapter is None:
-        raise Problem(404, "unknown-gateway", f"No gateway {gateway!r}", field="gateway")
+        raise errors.UnknownGateway(f"No gateway {gateway!r}")
     body = await request.body()
     try:
         event = adapter.parse_callback(request.headers, body)
-    except InvalidSignature as err:
+    except errors.InvalidSignature as err:
         log.warning("callback refused", gateway=gateway, reason=str(err))
-        raise Problem(
-            401,
-            "invalid-signature",
-            "The callback's signature does not verify",
-            str(err),
-            field="signature",
-        ) from err
-    except MalformedCallback as err:
+        raise
+    except errors.MalformedCallback as err:
         log.warning("callback unreadable", gateway=gateway, reason=str(err))
-        raise Problem(
-            400,
-            "malformed-callback",
-            "The callback's body is not what the gateway's protocol says",
-            field="body",
-        ) from err
-    if event is None:
-        return {"received": True}
-    if isinstance(event, RefundEvent):
-        await _signal(
-            temporal, refund_workflow_id(event.refund_id), RefundWorkflow.refund_event, event
-        )
-        return {"received": True}
-
-    async with sessions.begin() as session:
-        await session.execute(
-            insert(PaymentEventRecord)
-            .values(
-                gateway=event.gateway,
-                event_id=event.event_id,
-                order_id=event.order_id,
-                outcome=event.outcome,
-                payload=json.loads(body),
-            )
-            .on_conflict_do_nothing()
-        )
-    delivered = await _signal(
-        temporal, checkout_workflow_id(event.order_id), CheckoutWorkflow.payment_event, event
-    )
-    if not delivered and event.outcome == PaymentOutcome.SUCCEEDED:
-        await _report_stray(temporal, sessions, settings, event)
-    return {"received": True}
-
-
-async def _signal(temporal, workflow_id: str, signal, event) -> bool:
-    """Signal a running workflow; False if none runs under that id."""
+        raise errors.MalformedCallback() from err  # the details stay in our log
     try:
-        await temporal.get_workflow_handle(workflow_id).signal(signal, event)
+        if isinstance(event, RefundEvent):
+            await temporal_client.report_refund(temporal, event)
+        elif isinstance(event, PaymentEvent):
+            async with sessions.begin() as session:
+                await orders.record_callback(session, event, json.loads(body))
+            delivered = await temporal_client.report_payment(temporal, event)
+            if not delivered and event.outcome == PaymentOutcome.SUCCEEDED:
+                await _report_stray(temporal, sessions, settings, event)
     except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise Problem(503, "temporal-unavailable", "Try again later") from err
-        log.info(
-            "callback for no running workflow", workflow_id=workflow_id, event_id=event.event_id
-        )
-        return False
-    return True
+        raise errors.TemporalUnavailable() from err
+    return {"received": True}
 
 
 async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEvent) -> None:
     """A capture reported after its checkout ended: unless it is the capture the order kept,
     it is a late or a second payment, and its own refund gives it back."""
     async with sessions() as session:
-        order = await session.get(Order, event.order_id)
+        order = await orders.get(session, event.order_id)
     if order is None:
         log.warning(
             "capture for an unknown order", order_id=event.order_id, payment_id=event.payment_id
         )
         return
-    if not OrderStatus(order.status).is_final and event.payment_id != order.gateway_payment_id:
+    if not order.status.is_final and event.payment_id != order.gateway_payment_id:
         # No checkout runs, yet the order never ended (terminated by hand?): support decides.
         log.error(
             "capture for an order stuck in %s",
@@ -129,4 +91,6 @@ async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEv
             order_id=order.order_id,
             payment_id=event.payment_id,
         )
-    await strays.give_back(temporal, settings.task_queue, order, event)  # if it is a stray
+    kind = stray_kind(order.status, order.gateway_payment_id, event)
+    if kind is not None:
+        await temporal_client.give_back(temporal, settings.task_queue, order.gateway, event, kind)

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from db.models import IdempotencyKey, Order, PaymentEventRecord
 from gateways import sandbox_protocol
-from kassa.models import IdempotencyKey, Order, PaymentEventRecord
 from tests.e2e.test_purchase import checkout_body
 
 

@@ -11,9 +11,9 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from api.app import create_app
-from api.checkout_start import start_checkout
-from kassa.models import Order
-from kassa.temporal import DATA_CONVERTER
+from db.models import Order
+from orchestration.client import start_checkout
+from orchestration.temporal import DATA_CONVERTER
 from tests.crashing import TemporalServer
 from tests.e2e.test_purchase import checkout_body
 from tests.support import free_port, new_checkout, serving

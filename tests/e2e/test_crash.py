@@ -13,9 +13,11 @@ import sys
 import uuid
 
 from api.app import create_app as create_api
-from api.checkout_start import start_checkout
-from kassa.contracts import CheckoutView, OrderStatus, checkout_workflow_id
-from kassa.models import Order
+from db.models import Order
+from kassa.contracts import CheckoutView
+from kassa.ids import checkout_workflow_id
+from kassa.statuses import OrderStatus
+from orchestration.client import start_checkout
 from tests.crashing import PATIENCE, SEED, Process, process_env, worker_process
 from tests.e2e.test_refunds import post_refund, refund_settled
 from tests.purchases import (

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from kassa import ledger
-from kassa.models import LedgerTransaction
+from db import ledger
+from db.models import LedgerTransaction
+from kassa.ledger import Posting
 from tests.e2e.test_purchase import checkout_body, post_checkout
 from tests.e2e.test_refunds import bought
 
@@ -27,7 +28,7 @@ async def run_check(settings) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "kassa.cli",
+        "tooling.cli",
         "ledger",
         "check",
         env=env,
@@ -45,11 +46,13 @@ async def test_an_unbalanced_transaction_cannot_commit(stack, sessions):
         async with sessions.begin() as session:
             await ledger.post(
                 session,
-                f"bogus:{order_id}",
-                order_id,
-                "capture",
-                "CNY",
-                {"gateway:sandbox": 100, "revenue": -99},
+                Posting(
+                    f"bogus:{order_id}",
+                    order_id,
+                    "capture",
+                    "CNY",
+                    {"gateway:sandbox": 100, "revenue": -99},
+                ),
             )
     with pytest.raises(DBAPIError, match="fewer than two entries"):
         async with sessions.begin() as session:
@@ -85,11 +88,13 @@ async def test_the_check_reports_books_that_disagree_with_the_gateway(stack, ses
     async with sessions.begin() as session:
         await ledger.post(
             session,
-            f"mistake:{order_id}",
-            order_id,
-            "capture",
-            "CNY",
-            {"gateway:sandbox": 500, "revenue": -500},
+            Posting(
+                f"mistake:{order_id}",
+                order_id,
+                "capture",
+                "CNY",
+                {"gateway:sandbox": 500, "revenue": -500},
+            ),
         )
 
     code, output = await run_check(settings)
@@ -102,11 +107,13 @@ async def test_the_check_reports_books_that_disagree_with_the_gateway(stack, ses
     async with sessions.begin() as session:
         await ledger.post(
             session,
-            f"reversal:{order_id}",
-            order_id,
-            "correction",
-            "CNY",
-            {"gateway:sandbox": -500, "revenue": 500},
+            Posting(
+                f"reversal:{order_id}",
+                order_id,
+                "correction",
+                "CNY",
+                {"gateway:sandbox": -500, "revenue": 500},
+            ),
         )
     code, output = await run_check(settings)
     assert code == 0, output

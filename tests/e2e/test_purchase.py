@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 
-from kassa.contracts import SA_AMOUNT_MINOR, SA_ORDER_ID, SA_PAYMENT_STATUS, order_of_reference
-from kassa.models import Entitlement, IdempotencyKey, Order
+from db.models import Entitlement, IdempotencyKey, Order
+from gateways.base import order_of_reference
+from kassa import search
 from tests.support import buyer_acts, eventually, record_history
 from workflows.checkout import CheckoutWorkflow
 
@@ -89,9 +90,9 @@ async def test_purchase_is_paid_on_the_gateway_page_and_fulfilled(
     handle = stack.temporal.get_workflow_handle(f"checkout-{order_id}")
     await eventually(lambda: _completed(handle))
     described = await handle.describe()
-    assert described.typed_search_attributes.get(SA_ORDER_ID) == order_id
-    assert described.typed_search_attributes.get(SA_PAYMENT_STATUS) == "fulfilled"
-    assert described.typed_search_attributes.get(SA_AMOUNT_MINOR) == 29700
+    assert described.typed_search_attributes.get(search.ORDER_ID) == order_id
+    assert described.typed_search_attributes.get(search.PAYMENT_STATUS) == "fulfilled"
+    assert described.typed_search_attributes.get(search.AMOUNT_MINOR) == 29700
     assert order_id in (await described.static_summary())
     await record_history(handle, "checkout-fulfilled")
 

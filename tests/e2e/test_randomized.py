@@ -16,10 +16,10 @@ from collections import Counter
 import httpx
 
 from gateways import build_gateways
-from kassa import ledger
-from kassa.contracts import order_of_reference
+from gateways.base import order_of_reference
 from tests.e2e.test_purchase import checkout_body, post_checkout
 from tests.support import eventually, reconcile
+from tooling.ledger_check import check as ledger_check
 
 SEED = int(os.environ.get("KASSA_PROPERTY_SEED", "20261123"))
 CHECKOUTS = int(os.environ.get("KASSA_PROPERTY_CHECKOUTS", "24"))
@@ -157,7 +157,7 @@ async def test_randomized_checkouts_keep_the_money_right(stack, sandbox, session
         ):
             assert not [p for p in payments_of(order, sandbox) if p["status"] == "succeeded"]
     async with httpx.AsyncClient() as http:
-        problems = await ledger.check(sessions, build_gateways(settings, http))
+        problems = await ledger_check(sessions, build_gateways(settings, http))
     assert problems == []
     outcomes = Counter(order["status"] for order in orders)
     print(

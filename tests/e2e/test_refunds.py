@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from kassa import refunds
-from kassa.contracts import Caller
-from kassa.models import Entitlement, Order, Refund
+from db import refunds
+from db.models import Entitlement, Order, Refund
+from kassa.statuses import Caller
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.support import buyer_acts, eventually, reconcile
 

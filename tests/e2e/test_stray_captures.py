@@ -8,13 +8,10 @@ import contextlib
 import httpx
 from temporalio.service import RPCError
 
-from kassa.contracts import (
-    SA_PAYMENT_STATUS,
-    payment_reference,
-    refund_workflow_id,
-    stray_refund_id,
-)
-from kassa.models import StrayCapture
+from db.models import StrayCapture
+from gateways.base import payment_reference
+from kassa import search
+from kassa.ids import refund_workflow_id, stray_refund_id
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
 from tests.support import buyer_acts, eventually, ledger_of, reconcile
@@ -54,7 +51,7 @@ async def test_a_payment_after_expiry_is_refunded(stack, sandbox, sessions, sett
     described = await stack.temporal.get_workflow_handle(
         refund_workflow_id(stray_refund_id(payment_id))
     ).describe()
-    assert described.typed_search_attributes.get(SA_PAYMENT_STATUS) == "late_payment"
+    assert described.typed_search_attributes.get(search.PAYMENT_STATUS) == "late_payment"
 
 
 async def test_a_second_payment_is_refunded_and_the_first_kept(stack, sandbox, sessions, settings):
@@ -156,7 +153,7 @@ async def test_reconciliation_finds_a_capture_whose_callback_never_came(
 async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
     from datetime import timedelta
 
-    from kassa.temporal import RECONCILE_SCHEDULE, ensure_reconcile_schedule
+    from orchestration.temporal import RECONCILE_SCHEDULE, ensure_reconcile_schedule
 
     handle = dev_env.client.get_schedule_handle(RECONCILE_SCHEDULE)
     with contextlib.suppress(RPCError):  # a worker of another test made one on this server

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateways.base import GatewayRejected, InvalidSignature
 from gateways.sandbox import SandboxGateway
-from kassa.contracts import PaymentOutcome
+from kassa.errors import GatewayRejected, InvalidSignature
+from kassa.statuses import PaymentOutcome
 from tests.support import buyer_acts, eventually, free_port, new_payment, serving
 
 

@@ -19,7 +19,7 @@ from gateways.base import NewRefund
 from gateways.emulators.faults import Faults
 from gateways.emulators.sandbox import SandboxConfig, create_app
 from gateways.sandbox import SandboxGateway
-from kassa.contracts import PaymentOutcome
+from kassa.statuses import PaymentOutcome
 from tests.support import buyer_acts, eventually, free_port, new_payment, serving
 
 API_KEY, SECRET = "sk_sandbox_restart", "whsec_sandbox_restart"

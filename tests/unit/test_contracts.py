@@ -2,8 +2,8 @@ import pytest
 from pydantic import ValidationError
 
 from api.problems import field_path
-from kassa.contracts import OrderStatus
 from kassa.settings import Settings
+from kassa.statuses import OrderStatus
 from tests.support import new_checkout
 
 
@@ -37,7 +37,7 @@ def test_development_secrets_are_refused_outside_development():
 
 
 def test_payment_references_name_their_order_and_attempt():
-    from kassa.contracts import order_of_reference, payment_reference
+    from gateways.base import order_of_reference, payment_reference
 
     assert payment_reference("ord_1") == "ord_1"  # the first keeps the order id
     assert payment_reference("ord_1", 3) == "ord_1~3"

@@ -4,8 +4,9 @@ the tests over real HTTP in tests/gateways): "not now" retries, "never" does not
 import httpx
 import pytest
 
-from gateways.base import GatewayError, GatewayRejected
+from gateways.base import GatewayError
 from gateways.sandbox import SandboxGateway
+from kassa.errors import GatewayRejected
 
 
 def gateway_answering(status: int) -> SandboxGateway:

@@ -9,15 +9,11 @@ from datetime import timedelta
 import pytest_asyncio
 from sqlalchemy import select
 
-from api.checkout_start import start_checkout
-from kassa.contracts import (
-    CheckoutInput,
-    CheckoutView,
-    PaymentEvent,
-    PaymentOutcome,
-    checkout_workflow_id,
-)
-from kassa.models import Entitlement, Order
+from db.models import Entitlement, Order
+from kassa.contracts import CheckoutInput, CheckoutView, PaymentEvent
+from kassa.ids import checkout_workflow_id
+from kassa.statuses import PaymentOutcome
+from orchestration.client import start_checkout
 from tests.support import buyer_acts
 from worker import running_worker
 from workflows.checkout import CheckoutWorkflow

@@ -7,11 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from kassa.contracts import (
-    CancelRequest,
-    OrderStatus,
-    PaymentOutcome,
-)
+from kassa.contracts import CancelRequest
+from kassa.statuses import OrderStatus, PaymentOutcome
 from tests.support import buyer_acts, new_checkout, record_history
 from tests.workflows.conftest import (
     entitlements,

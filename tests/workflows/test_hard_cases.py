@@ -8,15 +8,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from kassa.contracts import (
-    CancelRequest,
-    OrderStatus,
-    PaymentEvent,
-    PaymentOutcome,
-    checkout_workflow_id,
-    refund_workflow_id,
-    stray_refund_id,
-)
+from kassa.contracts import CancelRequest, PaymentEvent
+from kassa.ids import checkout_workflow_id, refund_workflow_id, stray_refund_id
+from kassa.statuses import OrderStatus, PaymentOutcome
 from tests.support import buyer_acts, new_checkout
 from tests.workflows.conftest import order_row, pay
 from workflows.checkout import CheckoutWorkflow

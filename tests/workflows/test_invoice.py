@@ -6,8 +6,9 @@ import pytest
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from kassa.contracts import CheckoutInput, OrderStatus
-from kassa.models import Invoice
+from db.models import Invoice
+from kassa.contracts import CheckoutInput
+from kassa.statuses import OrderStatus
 from tests.support import new_checkout
 from tests.workflows.conftest import entitlements, gateway_payment, order_row, pay
 

@@ -12,17 +12,11 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from kassa.contracts import (
-    Caller,
-    CheckoutInput,
-    OrderStatus,
-    RefundEvent,
-    RefundInput,
-    RefundStatus,
-    compensation_refund_id,
-    refund_workflow_id,
-)
-from kassa.models import Refund
+from db.models import Refund
+from kassa import search
+from kassa.contracts import CheckoutInput, RefundEvent, RefundInput
+from kassa.ids import compensation_refund_id, refund_workflow_id
+from kassa.statuses import Caller, OrderStatus, RefundStatus
 from tests.support import ledger_of, new_checkout, record_history
 from tests.workflows.conftest import entitlements, gateway_payment, order_row, pay
 from workflows.refund import RefundWorkflow
@@ -187,12 +181,7 @@ async def test_refund_the_gateway_fails_releases_the_reservation(
     assert len(await ledger_of(sessions, checkout.order_id)) == 2  # the capture alone
     # Support finds it by its search attribute.
     described = await handle.describe()
-    assert (
-        described.typed_search_attributes.get(
-            __import__("kassa.contracts").contracts.SA_REFUND_STATUS
-        )
-        == "failed"
-    )
+    assert described.typed_search_attributes.get(search.REFUND_STATUS) == "failed"
 
 
 async def test_a_refund_over_the_remaining_amount_is_refused(

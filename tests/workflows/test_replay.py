@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from kassa.temporal import DATA_CONVERTER
+from orchestration.temporal import DATA_CONVERTER
 from tests.support import HISTORIES
 from tests.workflows.changed_checkouts import CheckoutWithPatchedStep, CheckoutWithUnguardedStep
 from worker import WORKFLOWS

@@ -9,7 +9,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from kassa.contracts import OrderStatus, PaymentOutcome, payment_reference
+from gateways.base import payment_reference
+from kassa.statuses import OrderStatus, PaymentOutcome
 from tests.support import buyer_acts, new_checkout, record_history
 from tests.workflows.conftest import (
     gateway_event,

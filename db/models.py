@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Enum,
     ForeignKey,
     Integer,
     String,
@@ -18,9 +19,23 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kassa.statuses import Caller, OrderStatus, PaymentOutcome, RefundStatus, StrayKind
+
 
 class Base(DeclarativeBase):
     pass
+
+
+def _status(enum: type, length: int = 32):
+    """A status column typed with its enum, stored as its value in a plain VARCHAR."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 def _now_column() -> Mapped[datetime]:
@@ -39,7 +54,7 @@ class Order(Base):
 
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[OrderStatus] = mapped_column(_status(OrderStatus))
     status_reason: Mapped[str | None] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units
     currency: Mapped[str] = mapped_column(String(3))
@@ -78,7 +93,7 @@ class PaymentEventRecord(Base):
     gateway: Mapped[str] = mapped_column(String(32), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(64), index=True)
-    outcome: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[PaymentOutcome] = mapped_column(_status(PaymentOutcome))
     payload: Mapped[dict] = mapped_column(JSONB)
     received_at: Mapped[datetime] = _now_column()
 
@@ -126,10 +141,10 @@ class Refund(Base):
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RefundStatus] = mapped_column(_status(RefundStatus))
     reason: Mapped[str] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    requested_by: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[Caller] = mapped_column(_status(Caller))
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -186,9 +201,9 @@ class StrayCapture(Base):
     refund_id: Mapped[str] = mapped_column(String(64), unique=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
     gateway: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[StrayKind] = mapped_column(_status(StrayKind))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed (its refund)
+    status: Mapped[RefundStatus] = mapped_column(_status(RefundStatus, 16))  # of its refund
     created_at: Mapped[datetime] = _now_column()
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from kassa.contracts import SEARCH_ATTRIBUTES
-from kassa.db import migrate
+from db.engine import migrate
+from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -87,7 +87,7 @@ def _temporal(settings: Settings, procs: list) -> str:
 
 
 async def _register_search_attributes(settings: Settings, address: str) -> list[str]:
-    from kassa import temporal
+    from orchestration import temporal
 
     client = await temporal.connect(settings.model_copy(update={"temporal_address": address}))
     return await temporal.ensure_search_attributes(client)

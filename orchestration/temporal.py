@@ -24,7 +24,8 @@ from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from kassa.contracts import SEARCH_ATTRIBUTES
+from kassa.contracts import RECONCILE_WORKFLOW
+from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
 
 DATA_CONVERTER = pydantic_data_converter
@@ -45,11 +46,9 @@ RECONCILE_SCHEDULE = "kassa-reconcile"
 async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
     """The schedule that runs reconciliation; one that exists already is left as it is
     (support may have paused it)."""
-    from workflows.reconcile import ReconcileWorkflow
-
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            ReconcileWorkflow.run,
+            RECONCILE_WORKFLOW,
             settings.reconcile_lookback_hours,
             id="reconcile",  # the schedule appends the time of each run
             task_queue=settings.task_queue,

@@ -13,14 +13,14 @@ async def ledger_check(settings: Settings) -> int:
     """Print every violation of the ledger's invariants; exit status 1 if there is any."""
     import httpx
 
+    from db.engine import make_engine, make_sessionmaker
     from gateways import build_gateways
-    from kassa import ledger
-    from kassa.db import make_engine, make_sessionmaker
+    from tooling.ledger_check import check
 
     engine = make_engine(settings.database_url)
     try:
         async with httpx.AsyncClient() as http:
-            problems = await ledger.check(make_sessionmaker(engine), build_gateways(settings, http))
+            problems = await check(make_sessionmaker(engine), build_gateways(settings, http))
     finally:
         await engine.dispose()
     for problem in problems:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} needs DATABASE_URL (kassa run prints it)")
     if args.command == "ledger":
         return asyncio.run(ledger_check(settings))
-    from kassa.db import migrate
+    from db.engine import migrate
 
     migrate(settings.database_url)
     return 0

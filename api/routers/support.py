@@ -1,0 +1,76 @@
+"""Support's actions on an order (the support key only): read its ledger, decide on a held
+payment. Refunds outside the storefront's window go through the refunds route with the
+support key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import OrderIdPath, SessionsDep, SettingsDep, SupportDep, TemporalDep
+from api.problems import responses
+from api.routers.orders import find_order
+from api.schemas import LedgerTransactionOut, OrderOut, ReviewIn
+from db import ledger
+from kassa import errors
+from kassa.contracts import ReviewDecision
+from orchestration.client import ask_checkout
+
+router = APIRouter(prefix="/v1/orders", tags=["support"])
+
+
+@router.get(
+    "/{order_id}/ledger",
+    response_model=list[LedgerTransactionOut],
+    operation_id="get_order_ledger",
+    responses=responses(errors.Unauthorized, errors.SupportOnly, errors.OrderNotFound),
+)
+async def get_order_ledger(
+    order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
+) -> list[LedgerTransactionOut]:
+    """Every ledger transaction of the order, oldest first."""
+    await find_order(sessions, order_id)
+    async with sessions() as session:
+        return LedgerTransactionOut.of_rows(await ledger.of_order(session, order_id))
+
+
+@router.post(
+    "/{order_id}/review",
+    response_model=OrderOut,
+    operation_id="review_held_payment",
+    responses=responses(
+        errors.Unauthorized,
+        errors.SupportOnly,
+        errors.OrderNotFound,
+        errors.NotOnHold,
+        errors.CannotAccept,
+        errors.ValidationFailed,
+        errors.ReviewPending,
+        errors.TemporalUnavailable,
+    ),
+)
+async def review_held_payment(
+    order_id: OrderIdPath,
+    body: ReviewIn,
+    caller: SupportDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> OrderOut:
+    """Decide on a payment held because it did not match its order (another amount or
+    currency). `refund` (the default): the money goes back by its own refund and the order
+    ends `failed`. `accept`, for more than the order's amount in its currency: the excess
+    goes back and the order is fulfilled. The first decision stands."""
+    await find_order(sessions, order_id)
+    decision = ReviewDecision(body.note, str(caller), accept=body.decision == "accept")
+    view = await ask_checkout(
+        temporal,
+        order_id,
+        "review",
+        decision,
+        update_id="review",
+        pending=errors.ReviewPending,
+        wait_seconds=settings.checkout_start_timeout_seconds,
+    )
+    if view is None:
+        raise errors.NotOnHold("No checkout is waiting for a decision on this order")
+    return OrderOut.of(await find_order(sessions, order_id))

@@ -1,0 +1,163 @@
+"""Named queries on orders. None of them commits: the activity or the request that calls
+them owns the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Order, PaymentEventRecord
+from kassa.contracts import CheckoutInput, CheckoutView, PaymentEvent, PaymentSession
+from kassa.ids import checkout_workflow_id
+from kassa.statuses import OrderStatus
+
+ENDED = [status for status in OrderStatus if status.is_final]
+
+
+async def get(session: AsyncSession, order_id: str) -> Order | None:
+    return await session.get(Order, order_id)
+
+
+async def create(session: AsyncSession, checkout: CheckoutInput) -> None:
+    """The order row, once: a repeat with the same order id changes nothing."""
+    await session.execute(
+        insert(Order)
+        .values(
+            order_id=checkout.order_id,
+            customer_id=checkout.customer_id,
+            status=OrderStatus.CREATED,
+            amount=checkout.amount,
+            currency=checkout.currency,
+            items=[asdict(item) for item in checkout.items],
+            gateway=checkout.gateway,
+            return_url=checkout.return_url,
+        )
+        .on_conflict_do_nothing(index_elements=[Order.order_id])
+    )
+
+
+def same_contents(order: Order, checkout: CheckoutInput) -> bool:
+    """Whether an existing order is the one `checkout` asks for (the order id is reused for
+    the same purchase, not for another)."""
+    return (order.customer_id, order.items, order.currency, order.gateway, order.return_url) == (
+        checkout.customer_id,
+        [asdict(item) for item in checkout.items],
+        checkout.currency,
+        checkout.gateway,
+        checkout.return_url,
+    )
+
+
+async def move(
+    session: AsyncSession, order_id: str, status: OrderStatus, reason: str | None
+) -> Order | None:
+    """Move the order to `status` if the lifecycle allows it (the same status again is a
+    no-op move, which may add the reason); None if it does not."""
+    values: dict = {"status": status, "updated_at": func.now()}
+    if reason is not None:
+        values["status_reason"] = reason
+    if status == OrderStatus.PAID:
+        values["paid_at"] = func.coalesce(Order.paid_at, func.now())
+    return await session.scalar(
+        update(Order)
+        .where(Order.order_id == order_id)
+        .where(Order.status.in_({*status.comes_from, status}))
+        .values(**values)
+        .returning(Order)
+    )
+
+
+async def status_of(session: AsyncSession, order_id: str) -> OrderStatus | None:
+    return await session.scalar(select(Order.status).where(Order.order_id == order_id))
+
+
+async def record_payment_opened(
+    session: AsyncSession, order_id: str, opened: PaymentSession
+) -> None:
+    """The order's current gateway payment and its page; a retry after a decline replaces
+    the declined one, an older attempt never replaces a newer one."""
+    await session.execute(
+        update(Order)
+        .where(Order.order_id == order_id)
+        .where(Order.status.in_([OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT]))
+        .where(Order.payment_attempts <= opened.attempt)
+        .values(
+            status=OrderStatus.AWAITING_PAYMENT,
+            status_reason=None,
+            gateway_payment_id=opened.payment_id,
+            payment_url=opened.payment_url,
+            expires_at=opened.expires_at,
+            payment_attempts=opened.attempt,
+            updated_at=func.now(),
+        )
+    )
+
+
+async def count_recent_for_customer(
+    session: AsyncSession, customer_id: str, other_than: str, window: timedelta
+) -> int:
+    """The customer's orders in the last `window`, refused ones left out (risk velocity)."""
+    return await session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.customer_id == customer_id)
+        .where(Order.order_id != other_than)
+        .where(Order.status != OrderStatus.REJECTED)
+        .where(Order.created_at > func.now() - window)
+    )
+
+
+async def ended_since(session: AsyncSession, since: datetime) -> list[Order]:
+    """Orders that ended since `since` and had a gateway payment (reconciliation)."""
+    return list(
+        await session.scalars(
+            select(Order)
+            .where(Order.updated_at >= since)
+            .where(Order.status.in_(ENDED))
+            .where(Order.gateway_payment_id.is_not(None))
+            .order_by(Order.updated_at)
+        )
+    )
+
+
+async def record_callback(session: AsyncSession, event: PaymentEvent, payload: dict) -> None:
+    """The inbox of verified gateway callbacks: one row per gateway event id."""
+    await session.execute(
+        insert(PaymentEventRecord)
+        .values(
+            gateway=event.gateway,
+            event_id=event.event_id,
+            order_id=event.order_id,
+            outcome=event.outcome,
+            payload=payload,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def as_view(order: Order) -> CheckoutView:
+    """The checkout as the order row tells it (for a checkout that no longer runs)."""
+    payment = None
+    if order.payment_url and order.gateway_payment_id and order.expires_at:
+        payment = PaymentSession(
+            order.gateway,
+            order.gateway_payment_id,
+            order.payment_url,
+            order.expires_at,
+            order.payment_attempts,
+        )
+    return CheckoutView(
+        order_id=order.order_id,
+        workflow_id=checkout_workflow_id(order.order_id),
+        status=order.status,
+        amount=order.amount,
+        currency=order.currency,
+        customer_id=order.customer_id,
+        gateway=order.gateway,
+        payment=payment,
+        reason=order.status_reason,
+    )

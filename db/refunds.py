@@ -1,0 +1,199 @@
+"""Named queries on refunds and stray captures; none of them commits.
+
+A refund is reserved against what was captured with the order row locked (SELECT … FOR
+UPDATE) while the cap (kassa/refund_cap.py) is computed and the refund row inserted, so two
+racing requests are serialized and cannot overshoot.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Order, Refund, StrayCapture
+from kassa.contracts import RefundInput, RefundView
+from kassa.errors import OrderNotFound
+from kassa.refund_cap import refund_amount
+from kassa.statuses import Caller, OrderStatus, RefundStatus
+
+
+async def reserve(
+    session: AsyncSession,
+    *,
+    refund_id: str,
+    order_id: str,
+    amount: int | None,
+    reason: str,
+    requested_by: Caller,
+    window: timedelta | None = None,
+    checkout_ended: bool = False,
+) -> Refund:
+    """Insert a pending refund within the cap, in the caller's transaction. `amount` None
+    means everything not yet refunded; `window` limits how long after payment it may come.
+    A refund id seen before returns that refund unchanged. `checkout_ended`: the order's
+    checkout no longer runs, so support may refund an order left `paid` (its compensation
+    failed) without racing the fulfilment."""
+    order = await session.scalar(select(Order).where(Order.order_id == order_id).with_for_update())
+    if order is None:
+        raise OrderNotFound(f"No order {order_id}")
+    existing = await session.get(Refund, refund_id)
+    if existing is not None:
+        return existing
+    reserved = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.order_id == order_id,
+            Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED]),
+        )
+    )
+    amount = refund_amount(
+        status=order.status,
+        caller=requested_by,
+        captured=order.amount,
+        reserved=reserved,
+        requested=amount,
+        paid_at=order.paid_at,
+        now=datetime.now(UTC),
+        window=window,
+        checkout_ended=checkout_ended,
+    )
+    refund = Refund(
+        refund_id=refund_id,
+        order_id=order_id,
+        amount=amount,
+        currency=order.currency,
+        status=RefundStatus.PENDING,
+        reason=reason,
+        requested_by=requested_by,
+    )
+    session.add(refund)
+    await session.flush()
+    return refund
+
+
+async def get(session: AsyncSession, refund_id: str) -> Refund | None:
+    return await session.get(Refund, refund_id)
+
+
+async def of_order(session: AsyncSession, order_id: str) -> list[Refund]:
+    return list(
+        await session.scalars(
+            select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at)
+        )
+    )
+
+
+async def complete(session: AsyncSession, refund_id: str) -> tuple[Refund, Order] | None:
+    """Mark a pending refund succeeded and add it to its order's refunded amount (the
+    order becomes partially refunded or refunded). None if it was not pending."""
+    refund = await session.scalar(
+        update(Refund)
+        .where(Refund.refund_id == refund_id)
+        .where(Refund.status == RefundStatus.PENDING)
+        .values(status=RefundStatus.SUCCEEDED, completed_at=func.now(), updated_at=func.now())
+        .returning(Refund)
+    )
+    if refund is None:
+        return None
+    order = await session.scalar(
+        update(Order)
+        .where(Order.order_id == refund.order_id)
+        .values(
+            refunded_amount=Order.refunded_amount + refund.amount,
+            status=case(
+                (Order.refunded_amount + refund.amount >= Order.amount, OrderStatus.REFUNDED),
+                else_=OrderStatus.PARTIALLY_REFUNDED,
+            ),
+            updated_at=func.now(),
+        )
+        .returning(Order)
+    )
+    return refund, order
+
+
+async def fail(session: AsyncSession, refund_id: str, reason: str) -> None:
+    """Release the reservation (or a stray capture's refund: support takes over)."""
+    await session.execute(
+        update(Refund)
+        .where(Refund.refund_id == refund_id)
+        .where(Refund.status == RefundStatus.PENDING)
+        .values(status=RefundStatus.FAILED, failure_reason=reason, updated_at=func.now())
+    )
+    await session.execute(
+        update(StrayCapture)
+        .where(StrayCapture.refund_id == refund_id)
+        .where(StrayCapture.status == RefundStatus.PENDING)
+        .values(status=RefundStatus.FAILED)
+    )
+
+
+async def pending_since(session: AsyncSession, before: datetime) -> list[tuple[Refund, str]]:
+    """Pending refunds reserved before `before`, with their order's gateway."""
+    rows = await session.execute(
+        select(Refund, Order.gateway)
+        .join(Order, Order.order_id == Refund.order_id)
+        .where(Refund.status == RefundStatus.PENDING)
+        .where(Refund.created_at < before)
+    )
+    return [(refund, gateway) for refund, gateway in rows]
+
+
+async def record_stray(session: AsyncSession, request: RefundInput) -> StrayCapture:
+    """Money no order keeps, once per gateway payment; the row as it stands."""
+    await session.execute(
+        insert(StrayCapture)
+        .values(
+            payment_id=request.payment_id,
+            refund_id=request.refund_id,
+            order_id=request.order_id,
+            gateway=request.gateway,
+            kind=request.stray,
+            amount=request.amount,
+            currency=request.currency,
+            status=RefundStatus.PENDING,
+        )
+        .on_conflict_do_nothing(index_elements=[StrayCapture.payment_id])
+    )
+    return await session.get(StrayCapture, request.payment_id)
+
+
+async def complete_stray(session: AsyncSession, payment_id: str) -> StrayCapture | None:
+    """Mark a stray capture's refund succeeded; None if it was not pending."""
+    return await session.scalar(
+        update(StrayCapture)
+        .where(StrayCapture.payment_id == payment_id)
+        .where(StrayCapture.status == RefundStatus.PENDING)
+        .values(status=RefundStatus.SUCCEEDED, refunded_at=func.now())
+        .returning(StrayCapture)
+    )
+
+
+async def known_stray_payments(session: AsyncSession) -> set[str]:
+    return set(await session.scalars(select(StrayCapture.payment_id)))
+
+
+def as_view(refund: Refund) -> RefundView:
+    return RefundView(
+        refund.refund_id,
+        refund.order_id,
+        refund.status,
+        refund.amount,
+        refund.currency,
+        refund.reason,
+        refund.failure_reason,
+    )
+
+
+def as_input(refund: Refund, gateway: str) -> RefundInput:
+    """The workflow input of a refund the API or reconciliation reserved."""
+    return RefundInput(
+        refund.refund_id,
+        refund.order_id,
+        gateway,
+        refund.amount,
+        refund.currency,
+        refund.reason,
+        refund.requested_by,
+    )

@@ -1,0 +1,108 @@
+"""Statuses of orders, payments and refunds, and the order lifecycle (DESIGN.md): which status
+may follow which. Stored as these values in PostgreSQL and in the search attributes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    ON_HOLD = "on_hold"  # captured, but not what the order asked: support decides
+
+    @property
+    def is_final(self) -> bool:
+        """No more money can move for this checkout (refunds come later, by their own path)."""
+        return self in _FINAL
+
+    @property
+    def is_paid(self) -> bool:
+        """The buyer's money was captured (some of it may have been refunded since)."""
+        return self in _PAID
+
+    @property
+    def comes_from(self) -> frozenset[OrderStatus]:
+        """The statuses an order may move to this one from (the lifecycle in DESIGN.md)."""
+        return _PREDECESSORS[self]
+
+
+_FINAL = frozenset(
+    {
+        OrderStatus.FULFILLED,
+        OrderStatus.EXPIRED,
+        OrderStatus.CANCELLED,
+        OrderStatus.FAILED,
+        OrderStatus.REJECTED,
+        OrderStatus.PARTIALLY_REFUNDED,
+        OrderStatus.REFUNDED,
+    }
+)
+_PAID = frozenset(
+    {
+        OrderStatus.PAID,
+        OrderStatus.FULFILLED,
+        OrderStatus.PARTIALLY_REFUNDED,
+        OrderStatus.REFUNDED,
+    }
+)
+_REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
+
+
+_PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CREATED: frozenset(),
+    OrderStatus.AWAITING_PAYMENT: frozenset({OrderStatus.CREATED}),
+    OrderStatus.REJECTED: frozenset({OrderStatus.CREATED}),
+    # From on hold when support accepts a payment of more than the amount (the excess goes back).
+    OrderStatus.PAID: frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.ON_HOLD}),
+    OrderStatus.FULFILLED: frozenset({OrderStatus.PAID}),
+    OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.FAILED: frozenset(
+        {OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.ON_HOLD}
+    ),
+    OrderStatus.ON_HOLD: frozenset({OrderStatus.AWAITING_PAYMENT}),
+    # Refunds: by request after fulfilment, or as compensation when a step after payment fails.
+    OrderStatus.PARTIALLY_REFUNDED: _REFUNDABLE,
+    OrderStatus.REFUNDED: _REFUNDABLE,
+}
+
+
+class PaymentOutcome(StrEnum):
+    """What a gateway says happened to a payment."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    CLOSED = "closed"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StrayKind(StrEnum):
+    """Money captured that no order keeps: it goes back to the buyer."""
+
+    LATE_PAYMENT = "late_payment"  # paid after the order expired, was cancelled or failed
+    DOUBLE_PAYMENT = "double_payment"  # a second capture for an order already paid
+    AMOUNT_MISMATCH = "amount_mismatch"  # not the amount or currency asked; support said refund
+    OVERPAYMENT = "overpayment"  # what was paid beyond the amount, once support accepted it
+
+
+class Caller(StrEnum):
+    """Who asked: the storefront's key, the support key, or Kassa itself (compensation)."""
+
+    STOREFRONT = "storefront"
+    SUPPORT = "support"
+    SYSTEM = "system"

@@ -1,0 +1,228 @@
+"""The one place that starts Kassa's workflows and talks to them from outside: the API's
+routes, reconciliation and the CLI all come here. Workflows are named by their type names
+(kassa/contracts.py), so this module imports no workflow code and no activity can reach a
+workflow's module through it.
+
+Every call is safe to repeat: ids derive from business ids, a repeated start attaches to
+(or finds) the one there is, updates carry stable ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from kassa import errors, search
+from kassa.contracts import (
+    CHECKOUT_WORKFLOW,
+    REFUND_WORKFLOW,
+    CheckoutInput,
+    CheckoutView,
+    PaymentEvent,
+    RefundEvent,
+    RefundInput,
+)
+from kassa.ids import checkout_workflow_id, refund_workflow_id
+from kassa.money import format_amount
+from kassa.statuses import OrderStatus, StrayKind
+
+log = structlog.get_logger("orchestration")
+
+
+class CheckoutAlreadyEnded(Exception):
+    """A checkout for this order id ran before and is closed; ids are never reused."""
+
+
+async def start_checkout(
+    client: Client, checkout: CheckoutInput, task_queue: str, wait_seconds: float
+) -> CheckoutView:
+    """Start the checkout (or attach to the running one) and wait for its payment page, in
+    one call (update-with-start).
+
+    Raises TimeoutError when the page is not ready within `wait_seconds` (retrying is
+    safe), CheckoutAlreadyEnded, or WorkflowUpdateFailedError.
+    """
+    start = WithStartWorkflowOperation(
+        CHECKOUT_WORKFLOW,
+        checkout,
+        id=checkout_workflow_id(checkout.order_id),
+        task_queue=task_queue,
+        result_type=CheckoutView,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(search.ORDER_ID, checkout.order_id),
+                SearchAttributePair(search.CUSTOMER_ID, checkout.customer_id),
+                SearchAttributePair(search.PAYMENT_STATUS, str(OrderStatus.CREATED)),
+                SearchAttributePair(search.GATEWAY, checkout.gateway),
+                SearchAttributePair(search.AMOUNT_MINOR, checkout.amount),
+            ]
+        ),
+        static_summary=(
+            f"Order {checkout.order_id}: {format_amount(checkout.amount, checkout.currency)} "
+            f"for {checkout.customer_id} via {checkout.gateway}"
+        ),
+        static_details="\n".join(
+            f"- {i.quantity} × {i.title} (`{i.sku}`) at "
+            f"{format_amount(i.unit_amount, checkout.currency)}"
+            for i in checkout.items
+        ),
+    )
+    try:
+        async with asyncio.timeout(wait_seconds):
+            return await client.execute_update_with_start_workflow(
+                "payment_session",
+                start_workflow_operation=start,
+                id="payment-session",  # a stable update id: a retried request gets one answer
+                result_type=CheckoutView,
+            )
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        # What asyncio.timeout becomes inside the SDK: no worker answered in time.
+        raise TimeoutError(f"no payment page within {wait_seconds}s") from err
+    except WorkflowAlreadyStartedError as err:
+        raise CheckoutAlreadyEnded(checkout.order_id) from err
+    except RPCError as err:
+        # The time-skipping test server says ALREADY_EXISTS where the dev server raises the above.
+        if err.status == RPCStatusCode.ALREADY_EXISTS:
+            raise CheckoutAlreadyEnded(checkout.order_id) from err
+        raise
+    finally:
+        # Retrieve a failed start's handle future, or asyncio logs it as never retrieved.
+        future = getattr(start, "_workflow_handle", None)
+        if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+            future.exception()
+
+
+async def ask_checkout(
+    client: Client,
+    order_id: str,
+    update: str,
+    arg: Any = None,
+    *,
+    update_id: str,
+    pending: type[errors.KassaError],
+    wait_seconds: float,
+) -> CheckoutView | None:
+    """Run an update on the order's checkout and return its answer. The checkout's refusal
+    is raised as the catalogue's error it names; None when no checkout runs for the order;
+    no answer within `wait_seconds` (no worker) raises `pending` (a 503: asking again with
+    the same update id is safe)."""
+    handle = client.get_workflow_handle(checkout_workflow_id(order_id))
+    try:
+        async with asyncio.timeout(wait_seconds):
+            return await handle.execute_update(
+                update, args=[] if arg is None else [arg], id=update_id, result_type=CheckoutView
+            )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise pending() from err
+    except WorkflowUpdateFailedError as err:
+        if refused := errors.from_failure(err.cause):
+            raise refused from err
+        raise
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+
+
+async def checkout_runs(client: Client, order_id: str) -> bool:
+    """Whether the order's checkout workflow still runs."""
+    try:
+        described = await client.get_workflow_handle(checkout_workflow_id(order_id)).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return described.status == WorkflowExecutionStatus.RUNNING
+
+
+async def report_payment(client: Client, event: PaymentEvent) -> bool:
+    """Hand a verified gateway callback to the order's checkout; False if none runs."""
+    return await _signal(client, checkout_workflow_id(event.order_id), "payment_event", event)
+
+
+async def report_refund(client: Client, event: RefundEvent) -> bool:
+    """Hand a verified gateway callback about a refund to its workflow; False if none runs."""
+    return await _signal(client, refund_workflow_id(event.refund_id), "refund_event", event)
+
+
+async def _signal(client: Client, workflow_id: str, signal: str, event) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).signal(signal, event)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        log.info("report for no running workflow", workflow_id=workflow_id, event_id=event.event_id)
+        return False
+    return True
+
+
+async def start_refund(client: Client, task_queue: str, refund: RefundInput) -> None:
+    """Start the workflow of a reserved refund, once: a repeated request, or reconciliation
+    resuming a reservation whose start never happened, finds the one there is."""
+    try:
+        await client.start_workflow(
+            REFUND_WORKFLOW,
+            refund,
+            id=refund_workflow_id(refund.refund_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"Refund {refund.refund_id} of order {refund.order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # its workflow already finished
+
+
+async def refund_started(client: Client, refund_id: str) -> bool:
+    """Whether a workflow runs, or ran, for this refund."""
+    try:
+        await client.get_workflow_handle(refund_workflow_id(refund_id)).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+async def give_back(
+    client: Client, task_queue: str, gateway: str, event: PaymentEvent, kind: StrayKind
+) -> bool:
+    """Start the refund of a capture no order keeps; False if it was started before. Every
+    report of the same capture, by callback or by reconciliation, reaches the same workflow:
+    its id comes from the gateway payment and it is started with signal-with-start, so two
+    reports start one refund."""
+    refund = RefundInput.for_stray(event, gateway, kind)
+    try:
+        await client.start_workflow(
+            REFUND_WORKFLOW,
+            refund,
+            id=refund_workflow_id(refund.refund_id),
+            task_queue=task_queue,
+            start_signal="report",
+            start_signal_args=[event],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"Refund of the {kind} {event.payment_id} on order {event.order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        return False  # given back already, or on its way
+    log.info("stray capture", kind=kind, order_id=event.order_id, payment_id=event.payment_id)
+    return True

@@ -1,0 +1,48 @@
+"""`kassa ledger check`: the books against themselves and against the gateways."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from db import ledger
+from gateways.base import PaymentGateway, payments_of_order
+from kassa.statuses import OrderStatus, PaymentOutcome
+
+
+async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway]) -> list[str]:
+    """Every violation of the ledger's invariants; an empty list means the books are right."""
+    async with sessions() as session:
+        problems = [
+            f"transaction {t} does not balance in {c}: {s}"
+            for t, c, s in await ledger.unbalanced(session)
+        ]
+        books = await ledger.books_per_order(session)
+        in_flight = await ledger.orders_with_refunds_in_flight(session)
+    for order, held_amount, refunded_amount, captured_amount in books:
+        if order.order_id in in_flight or order.status == OrderStatus.ON_HOLD:
+            continue  # a refund on its way, or support to decide: the books follow
+        if refunded_amount > captured_amount:
+            problems.append(
+                f"order {order.order_id}: refunded {refunded_amount} is more "
+                f"than captured {captured_amount}"
+            )
+        if refunded_amount != order.refunded_amount:
+            problems.append(
+                f"order {order.order_id}: ledger refunds {refunded_amount}, "
+                f"order row says {order.refunded_amount}"
+            )
+        gateway = gateways.get(order.gateway)
+        if gateway is None:
+            problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
+            continue
+        payments = await payments_of_order(gateway, order.order_id, order.payment_attempts)
+        at_gateway = sum(
+            (p.amount if p.outcome == PaymentOutcome.SUCCEEDED else 0) - p.refunded_amount
+            for _, p in payments
+        )
+        if held_amount != at_gateway:
+            problems.append(
+                f"order {order.order_id}: ledger says the gateway holds "
+                f"{held_amount}, the gateway says {at_gateway}"
+            )
+    return problems
