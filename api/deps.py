@@ -6,11 +6,13 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
+from db import orders
+from db.models import Order
 from gateways.base import PaymentGateway
-from kassa.errors import SupportOnly, Unauthorized
+from kassa.errors import OrderNotFound, SupportOnly, Unauthorized
 from kassa.settings import Settings
 from kassa.statuses import Caller
 
@@ -21,11 +23,6 @@ def _settings(request: Request) -> Settings:
 
 def _sessions(request: Request) -> async_sessionmaker:
     return request.app.state.sessions
-
-
-async def _session(request: Request):
-    async with request.app.state.sessions() as session:
-        yield session
 
 
 def _temporal(request: Request) -> Client:
@@ -58,7 +55,6 @@ RefundIdPath = Annotated[str, Path(pattern=_ID_PATTERN)]
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker, Depends(_sessions)]
-SessionDep = Annotated[AsyncSession, Depends(_session)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 GatewaysDep = Annotated[dict[str, PaymentGateway], Depends(_gateways)]
 CallerDep = Annotated[Caller, Depends(_caller)]
@@ -71,3 +67,13 @@ def _support(caller: CallerDep) -> Caller:
 
 
 SupportDep = Annotated[Caller, Depends(_support)]
+
+
+async def find_order(sessions, order_id: str) -> Order:
+    """The order as it stands now, or a 404. A short session of its own: no connection is
+    held while a route waits on Temporal."""
+    async with sessions() as session:
+        order = await orders.get(session, order_id)
+    if order is None:
+        raise OrderNotFound(f"No order {order_id}")
+    return order

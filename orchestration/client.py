@@ -143,15 +143,20 @@ async def ask_checkout(
         return None
 
 
-async def checkout_runs(client: Client, order_id: str) -> bool:
-    """Whether the order's checkout workflow still runs."""
+async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """How the workflow with this id stands; None if none ever ran (within retention)."""
     try:
-        described = await client.get_workflow_handle(checkout_workflow_id(order_id)).describe()
+        return (await client.get_workflow_handle(workflow_id).describe()).status
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        return False
-    return described.status == WorkflowExecutionStatus.RUNNING
+        return None
+
+
+async def checkout_runs(client: Client, order_id: str) -> bool:
+    """Whether the order's checkout workflow still runs."""
+    status = await _status(client, checkout_workflow_id(order_id))
+    return status == WorkflowExecutionStatus.RUNNING
 
 
 async def report_payment(client: Client, event: PaymentEvent) -> bool:
@@ -194,13 +199,7 @@ async def start_refund(client: Client, task_queue: str, refund: RefundInput) -> 
 
 async def refund_started(client: Client, refund_id: str) -> bool:
     """Whether a workflow runs, or ran, for this refund."""
-    try:
-        await client.get_workflow_handle(refund_workflow_id(refund_id)).describe()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    return True
+    return await _status(client, refund_workflow_id(refund_id)) is not None
 
 
 async def give_back(

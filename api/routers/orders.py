@@ -7,27 +7,16 @@ import uuid
 
 from fastapi import APIRouter
 
-from api.deps import CallerDep, OrderIdPath, SessionsDep, SettingsDep, TemporalDep
+from api.deps import CallerDep, OrderIdPath, SessionsDep, SettingsDep, TemporalDep, find_order
 from api.problems import responses
 from api.schemas import CancelIn, CheckoutOut, OrderOut
 from db import orders, refunds
-from db.models import Order
 from kassa import errors
 from kassa.contracts import CancelRequest
 from kassa.statuses import OrderStatus
 from orchestration.client import ask_checkout
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
-
-
-async def find_order(sessions, order_id: str) -> Order:
-    """The order as it stands now, or a 404. A short session of its own: no connection is
-    held while a route waits on Temporal."""
-    async with sessions() as session:
-        order = await orders.get(session, order_id)
-    if order is None:
-        raise errors.OrderNotFound(f"No order {order_id}")
-    return order
 
 
 @router.get(

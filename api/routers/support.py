@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import OrderIdPath, SessionsDep, SettingsDep, SupportDep, TemporalDep
+from api.deps import OrderIdPath, SessionsDep, SettingsDep, SupportDep, TemporalDep, find_order
 from api.problems import responses
-from api.routers.orders import find_order
 from api.schemas import LedgerTransactionOut, OrderOut, ReviewIn
 from db import ledger
 from kassa import errors

@@ -56,9 +56,7 @@ class TestInvoiceFails:
         result = await handle.result()
 
         assert result.status == OrderStatus.REFUNDED
-        assert result.reason.endswith(
-            "compensated: void the invoice, revoke access, refund the payment"
-        )
+        assert "void the invoice" in result.reason
         assert await entitlements(sessions, checkout.order_id, active_only=True) == []
         assert await entitlements(sessions, checkout.order_id) != []  # granted, then revoked
         assert (await order_row(sessions, checkout.order_id)).refunded_amount == 800

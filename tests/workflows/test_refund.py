@@ -224,7 +224,7 @@ class TestCompensation:
 
         assert result.status == OrderStatus.REFUNDED
         assert "catalogue says the SKU is withdrawn" in result.reason
-        assert result.reason.endswith("compensated: revoke access, refund the payment")
+        assert "revoke access" in result.reason and result.reason.endswith("refund the payment")
         order = await order_row(sessions, checkout.order_id)
         assert (order.status, order.refunded_amount) == ("refunded", 4500)
         assert "fulfilment failed" in order.status_reason
