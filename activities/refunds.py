@@ -111,6 +111,11 @@ class RefundActivities:
             if order.status == OrderStatus.REFUNDED:
                 # Access is counted per order: another purchase of the same SKU keeps it.
                 await entitlements.revoke(session, order.order_id)
+            # The money came in by the capture: book it first if its step never did (it
+            # failed for good, and this refund is the compensation). Normally a no-op.
+            await books.post(
+                session, ledger.capture(order.order_id, order.gateway, order.amount, order.currency)
+            )
             posting = ledger.refund(
                 order.order_id, order.gateway, refund.refund_id, refund.amount, refund.currency
             )

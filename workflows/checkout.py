@@ -95,6 +95,8 @@ class CheckoutWorkflow:
             case Verdict.HELD:
                 if (ended := await self._hold_for_support()) is not None:
                     return ended
+            case Verdict.UNDECIDED:  # the close decides: cannot happen, so fail loudly
+                raise RuntimeError(f"payment of {checkout.order_id} undecided after its close")
 
         paid = StatusChange(checkout.order_id, OrderStatus.PAID, self._accepted)
         await db_step(OrderActivities.set_status, paid, "order paid")

@@ -86,12 +86,13 @@ class Payment:
 
     def closed_at_gateway(self, captured: PaymentEvent | None) -> None:
         """The current payment was closed: unpaid (None), or the buyer paid first, and that
-        capture is judged like any word (a decline before it was not the last word)."""
-        if captured is None:
+        capture is judged like any word (a decline before it was not the last word). Unless
+        the order keeps what the close found, nothing more can be captured on it."""
+        if captured is not None:
+            self.outcome = None
+            self.take(captured)
+        if not self.captured:
             self.closed = True
-            return
-        self.outcome = None
-        self.take(captured)
 
     def _is_current(self, event: PaymentEvent) -> bool:
         return event.attempt == self.attempt and (

@@ -225,3 +225,9 @@ def test_review_accepts_only_more_than_the_amount_in_the_orders_currency():
     less.check_review(ReviewDecision("refund it"), on_hold=True, status="on_hold")
     with pytest.raises(errors.NotOnHold):
         less.check_review(ReviewDecision("x"), on_hold=False, status="fulfilled")
+
+
+def test_a_close_that_finds_someone_elses_capture_closes_the_payment():
+    p = payment()
+    p.closed_at_gateway(word(PAID, payment="pay_other"))
+    assert p.verdict == Verdict.CLOSED and strays(p) == ["pay_other"]
