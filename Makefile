@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean migration
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# make migration m="add loyalty points": autogenerates migrations/versions/<next number>_….py
+# from the models against a throwaway embedded PostgreSQL (no database needed).
+migration: $(STAMP)
+	@test -n "$(m)" || { echo 'usage: make migration m="add loyalty points"' >&2; exit 2; }
+	$(BIN)/python -m tooling.make_migration "$(m)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
