@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean migration
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The suite without the full-stack end-to-end tests (everything under tests/e2e is marked e2e).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not e2e"
+
+# make migration m="add loyalty points": autogenerates migrations/versions/<next number>_….py
+# from the models against a throwaway embedded PostgreSQL (no database needed).
+migration: $(STAMP)
+	@test -n "$(m)" || { echo 'usage: make migration m="add loyalty points"' >&2; exit 2; }
+	$(BIN)/python -m tooling.make_migration "$(m)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -13,6 +13,13 @@ from db.models import Base
 config = context.config
 target_metadata = Base.metadata
 
+# What autogenerate (`make migration`) and `alembic check` (tests/db/test_migrations.py)
+# compare between the models and the database. Column types are compared by default; server
+# defaults are not, and a model's `server_default` that the migrations forgot (or the other
+# way round) is drift like any other, so compare them too. Check constraints, triggers and
+# functions are invisible to autogenerate: those are written by hand in the migrations.
+COMPARE = {"compare_type": True, "compare_server_default": True}
+
 
 def _url() -> str:
     url = config.get_main_option("sqlalchemy.url") or os.environ.get(
@@ -24,7 +31,7 @@ def _url() -> str:
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(connection=connection, target_metadata=target_metadata, **COMPARE)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -37,7 +44,7 @@ async def _run_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, **COMPARE)
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -183,18 +183,14 @@ async def _signal(client: Client, workflow_id: str, signal: str, event) -> bool:
 async def start_refund(client: Client, task_queue: str, refund: RefundInput) -> None:
     """Start the workflow of a reserved refund, once: a repeated request, or reconciliation
     resuming a reservation whose start never happened, finds the one there is."""
-    try:
-        await client.start_workflow(
-            REFUND_WORKFLOW,
-            refund,
-            id=refund_workflow_id(refund.refund_id),
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"Refund {refund.refund_id} of order {refund.order_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # its workflow already finished
+    summary = f"Refund {refund.refund_id} of order {refund.order_id}"
+    await _start_refund_workflow(
+        client,
+        task_queue,
+        refund,
+        summary,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 async def refund_started(client: Client, refund_id: str) -> bool:
@@ -210,18 +206,31 @@ async def give_back(
     its id comes from the gateway payment and it is started with signal-with-start, so two
     reports start one refund."""
     refund = RefundInput.for_stray(event, gateway, kind)
+    summary = f"Refund of the {kind} {event.payment_id} on order {event.order_id}"
+    started = await _start_refund_workflow(
+        client, task_queue, refund, summary, start_signal="report", start_signal_args=[event]
+    )
+    if not started:
+        return False  # given back already, or on its way
+    log.info("stray capture", kind=kind, order_id=event.order_id, payment_id=event.payment_id)
+    return True
+
+
+async def _start_refund_workflow(
+    client: Client, task_queue: str, refund: RefundInput, summary: str, **options
+) -> bool:
+    """Start a refund's workflow under the id its refund id gives; False if one with that
+    id runs or ran already (its refund id is never used twice)."""
     try:
         await client.start_workflow(
             REFUND_WORKFLOW,
             refund,
             id=refund_workflow_id(refund.refund_id),
             task_queue=task_queue,
-            start_signal="report",
-            start_signal_args=[event],
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"Refund of the {kind} {event.payment_id} on order {event.order_id}",
+            static_summary=summary,
+            **options,
         )
     except WorkflowAlreadyStartedError:
-        return False  # given back already, or on its way
-    log.info("stray capture", kind=kind, order_id=event.order_id, payment_id=event.payment_id)
+        return False
     return True

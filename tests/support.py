@@ -139,16 +139,49 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
 
 
 HISTORIES = Path(__file__).parent / "histories"
+RECORD_HISTORIES = "KASSA_RECORD_HISTORIES"  # "all", or history names separated by commas
 
 
-async def record_history(handle, name: str) -> None:
-    """With KASSA_RECORD_HISTORIES=1, save the workflow's history for the replay tests.
+def histories_to_record() -> set[str]:
+    """What KASSA_RECORD_HISTORIES asks for: {"all"}, some names, or nothing."""
+    value = os.environ.get(RECORD_HISTORIES, "")
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    if names & {"1", "true", "yes"}:
+        raise ValueError(
+            f"{RECORD_HISTORIES}={value}: say which histories to record, by name "
+            "(checkout-expired,checkout-declined) or `all` for every missing one"
+        )
+    return names
 
-    Record again only for a deliberate, versioned change: the checked-in histories stand for
-    the checkouts already running in production, which every new version must replay."""
-    if os.environ.get("KASSA_RECORD_HISTORIES") == "1":
-        history = await handle.fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+async def record_history(handle, name: str, directory: Path = HISTORIES) -> None:
+    """Save the workflow's history as `name`.json for the replay tests, when
+    KASSA_RECORD_HISTORIES names it (or is `all`).
+
+    Record only for a deliberate, versioned change, as a new file: the checked-in histories
+    stand for the checkouts already running in production, which every new version must
+    replay. So an existing history is never overwritten: asked for by name, it fails the
+    test; with `all`, it is left as it is."""
+    wanted = histories_to_record()
+    if name not in wanted and "all" not in wanted:
+        return
+    path = directory / f"{name}.json"
+    if path.exists() and name not in wanted:
+        return  # `all` records the missing ones
+    history = await handle.fetch_history()
+    try:
+        _write_new(path, history.to_json())
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path} exists and is not overwritten: it stands for checkouts already running. "
+            "Record under a new name, or delete it deliberately (git rm) and record again."
+        ) from None
+
+
+def _write_new(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # after `git rm` of every history
+    with path.open("x") as file:
+        file.write(text)
 
 
 async def ledger_of(sessions, order_id: str) -> list[tuple[str, str, int]]:

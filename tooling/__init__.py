@@ -1,0 +1,1 @@
+"""Developer tooling: scripts the Makefile runs (not part of the kassa package)."""

@@ -75,7 +75,7 @@ def gateway_event(view: CheckoutView, outcome: PaymentOutcome, n: int = 1) -> Pa
     """What the API signals after verifying the gateway's callback."""
     return PaymentEvent(
         "sandbox",
-        f"evt_{view.order_id}_{n}",
+        f"evt_{view.order_id}_{view.payment.attempt}_{n}",  # a gateway event id per payment
         view.order_id,
         view.payment.payment_id,
         outcome,
