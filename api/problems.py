@@ -92,7 +92,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code in kind:
             return answer(kind[exc.status_code](str(exc.detail)), exc.headers)
         problem = errors.KassaError(str(exc.detail))
-        problem.status = exc.status_code  # an HTTP error of Starlette's own: pass it on
+        # An HTTP error of Starlette's own: pass its status on.
+        problem.status, problem.slug = exc.status_code, "http-error"
         return answer(problem, exc.headers)
 
     @app.exception_handler(RPCError)

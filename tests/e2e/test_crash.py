@@ -57,12 +57,14 @@ async def test_killing_the_worker_loses_and_doubles_nothing(
 
     async def purchase(n: int):
         checkout = new_checkout(amount=1000 + n)
-        while True:  # a start that times out while the worker is dead is retried: same order
+        for _ in range(8):  # a start that times out while the worker is dead is retried
             try:
                 view = await start_checkout(dev_env.client, checkout, queue, wait_seconds=15)
                 break
             except TimeoutError:
                 continue
+        else:  # two minutes without a payment page: fail with the facts, not the test timeout
+            raise AssertionError(f"no payment page for {checkout.order_id} after 8 tries")
         pays = n % 4 != 0
         await asyncio.sleep(dice.uniform(0, 2.0))
         await buyer_acts(view.payment.payment_url, "succeeded" if pays else "declined")
