@@ -3,7 +3,7 @@ only; `to_checkout_input` is the one conversion into the core's contracts)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import iso4217
@@ -151,6 +151,27 @@ class CheckoutIn(BaseModel):
         )
 
 
+CAN_RETRY = (
+    "The payment was declined and the buyer may try again: until the payment window closes, "
+    "POST /v1/orders/{order_id}/retry opens another payment."
+)
+# How the checkout records such a decline in the order's reason (CheckoutWorkflow's
+# `_tell_declined`: "declined by the gateway (attempt 1 of 3); the buyer may try again"); the
+# next payment's opening clears the reason, the order's end replaces it.
+DECLINED_RETRY_NOTE = "; the buyer may try again"
+
+
+def order_can_retry(order, now: datetime) -> bool:
+    """`can_retry` as the order row tells it, for GET /v1/orders/{order_id}: the checkout
+    wrote that the buyer may try again, and the payment window is still open."""
+    return (
+        order.status == OrderStatus.AWAITING_PAYMENT
+        and (order.status_reason or "").endswith(DECLINED_RETRY_NOTE)
+        and order.expires_at is not None
+        and now < order.expires_at
+    )
+
+
 class PaymentOut(BaseModel):
     gateway: str
     payment_url: str
@@ -166,9 +187,7 @@ class CheckoutOut(BaseModel):
     currency: str
     payment: PaymentOut | None
     reason: str | None = None
-    can_retry: bool = Field(
-        False, description="Declined: POST /v1/orders/{order_id}/retry opens another payment."
-    )
+    can_retry: bool = Field(False, description=CAN_RETRY)
 
     @classmethod
     def of(cls, view: CheckoutView) -> CheckoutOut:
@@ -205,6 +224,7 @@ class OrderOut(BaseModel):
     expires_at: datetime | None
     refunded_amount: int
     refunds: list[RefundOut] = []
+    can_retry: bool = Field(False, description=CAN_RETRY)
     created_at: datetime
     updated_at: datetime
 
@@ -224,6 +244,7 @@ class OrderOut(BaseModel):
             expires_at=order.expires_at,
             refunded_amount=order.refunded_amount,
             refunds=[RefundOut.of(refund) for refund in refunds],
+            can_retry=order_can_retry(order, datetime.now(UTC)),
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
