@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from temporalio.client import Client
 
-from api import problems
+from api import openapi, problems
+from api.deps import authenticates
 from api.limits import BodySizeLimit
 from api.routers import checkouts, orders, refunds, support, webhooks
 from db.engine import make_engine, make_sessionmaker
@@ -41,11 +42,9 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     problems.install(app)
-    app.include_router(checkouts.router)
-    app.include_router(orders.router)
-    app.include_router(refunds.router)
-    app.include_router(support.router)
-    app.include_router(webhooks.router)
+    for routes in (checkouts, orders, refunds, support, webhooks):
+        problems.document_shapes(routes.router, authenticates)
+        app.include_router(routes.router)
 
     @app.get("/healthz", tags=["health"], operation_id="health")
     async def healthz() -> dict:
@@ -53,4 +52,5 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             await session.execute(text("select 1"))
         return {"status": "ok"}
 
+    openapi.install(app, settings)
     return app

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
+from api.schemas import ID_PATTERN
 from db import orders
 from db.models import Order
 from gateways.base import PaymentGateway
@@ -33,8 +35,16 @@ def _gateways(request: Request) -> dict[str, PaymentGateway]:
     return request.app.state.gateways
 
 
+# Documents the scheme in the OpenAPI (Swagger's Authorize button, schemathesis' auth); it
+# never answers itself: `_caller` reads the header and answers our own 401 problem.
+_BEARER = HTTPBearer(
+    auto_error=False, description="The storefront's or the support's API key: `Bearer <key>`."
+)
+
+
 def _caller(
     settings: Annotated[Settings, Depends(_settings)],
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
     scheme, _, key = (authorization or "").partition(" ")
@@ -48,10 +58,11 @@ def _caller(
     raise Unauthorized("Send `Authorization: Bearer <key>` with the storefront or the support key.")
 
 
-# Ids in paths obey the same rules as in bodies: anything else cannot exist, so 404.
-_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-OrderIdPath = Annotated[str, Path(pattern=_ID_PATTERN)]
-RefundIdPath = Annotated[str, Path(pattern=_ID_PATTERN)]
+authenticates = _caller  # the dependency of every route that asks for a key (api/openapi.py)
+
+# Ids in paths obey the same rules as in bodies (anything else cannot exist): a 422 names them.
+OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+RefundIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker, Depends(_sessions)]

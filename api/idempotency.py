@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Header, Response
+from fastapi import Depends, Header, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import idempotency
@@ -14,20 +14,42 @@ from db.models import IdempotencyKey
 from kassa.errors import IdempotencyKeyRequired, IdempotencyKeyReused
 from kassa.statuses import Caller
 
-IDEMPOTENCY_KEY = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Required, 1 to 255 characters: a retry with the same key and body is "
-        "safe and gets the original answer (with `Idempotent-Replayed: true`).",
-    ),
-]
+MAX_LENGTH = 255
+
+# The route's OpenAPI (`openapi_extra`): the header is required there. FastAPI itself is not
+# told, so that a request without it gets our 400 problem naming the header, not its 422.
+OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": True,
+            "description": "A new key for each new request, 1 to 255 characters. A retry "
+            "with the same key and body is safe: it gets the original answer again, marked "
+            "`Idempotent-Replayed: true`; the same key with another body is a 422 "
+            "`idempotency-key-reused`.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH},
+        }
+    ]
+}
+REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the original answer to an earlier request "
+        "with the same Idempotency-Key and body.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 
 
-def require_idempotency_key(key: str | None) -> str:
-    if not key or len(key) > 255:
+def _idempotency_key(
+    key: Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)] = None,
+) -> str:
+    if not key or len(key) > MAX_LENGTH:
         raise IdempotencyKeyRequired()
     return key
+
+
+IdempotencyKeyDep = Annotated[str, Depends(_idempotency_key)]
 
 
 async def claim(

@@ -4,21 +4,28 @@ and where a request field is to blame, `field` names it (`items[0].unit_amount`,
 `Idempotency-Key`); validation problems list every offending field under `errors`.
 
 One handler answers every catalogue error, whoever raised it (a route, a repository, a
-workflow's update validator); `responses` documents a route's problems in its OpenAPI.
+workflow's update validator); `responses` documents a route's problems in its OpenAPI, and
+`document_shapes` adds those every route of its shape can answer.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from kassa import errors
+
+if TYPE_CHECKING:
+    from fastapi._compat import ModelField
 
 log = structlog.get_logger("api")
 MEDIA_TYPE = "application/problem+json"
@@ -58,21 +65,115 @@ def validation_problem(pydantic_errors: list[dict]) -> errors.KassaError:
     return invalid(listed)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem detail.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "What went wrong, for machines: `urn:kassa:problem:<slug>`.",
+            "pattern": "^urn:kassa:problem:[a-z0-9-]+$",
+        },
+        "title": {"type": "string", "description": "What went wrong, for people."},
+        "status": {"type": "integer", "description": "The HTTP status code."},
+        "detail": {"type": "string", "description": "This occurrence, in words."},
+        "field": {
+            "type": "string",
+            "description": "The request field to blame: `items[0].unit_amount`, "
+            "`Idempotency-Key`, `Authorization`, `body`…",
+        },
+        "errors": {
+            "type": "array",
+            "description": "For `validation-error` and `malformed-json`: every offending field.",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    # Some problems say more, e.g. `order_id` for an `idempotency-key-reused`.
+    "additionalProperties": True,
+}
+PROBLEM_REF = "#/components/schemas/Problem"
+
+# The headers problems carry (KassaError.headers), as the OpenAPI documents them.
+HEADERS: dict[str, dict[str, Any]] = {
+    "WWW-Authenticate": {
+        "description": "How to authenticate: `Bearer`.",
+        "schema": {"type": "string", "enum": ["Bearer"]},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before sending the same request again.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+}
+
+
+def _add(entry: dict[str, Any], kind: type[errors.KassaError]) -> None:
+    """Document one more problem in a status's response: its slug and title, and its headers
+    (required when every problem of that status sends them)."""
+    described = f"`{kind.slug}`: {kind.title}"
+    if described in entry.get("description", ""):
+        return
+    first = not entry.get("description")
+    entry["description"] = "; ".join(filter(None, [entry.get("description"), described]))
+    entry["content"] = {MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}
+    sent = set(kind().headers() or {})
+    documented = entry.setdefault("headers", {})
+    for name in sent - set(documented):
+        documented[name] = {**HEADERS[name], "required": first}
+    for name in set(documented) - sent:
+        documented[name]["required"] = False
+    if not documented:
+        del entry["headers"]
+
+
 def responses(*kinds: type[errors.KassaError]) -> dict[int | str, dict[str, Any]]:
-    """A route's possible problems, for its OpenAPI `responses` (one entry per status)."""
+    """A route's possible problems, for its OpenAPI `responses` (one entry per status). The
+    problems a route answers for its shape (a key, a body, parameters) are added by
+    `document_shapes`."""
     documented: dict[int | str, dict[str, Any]] = {}
     for kind in kinds:
-        entry = documented.setdefault(
-            kind.status,
-            {
-                "description": "",
-                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            },
-        )
-        entry["description"] = "; ".join(
-            filter(None, [entry["description"], f"`{kind.slug}`: {kind.title}"])
-        )
+        _add(documented.setdefault(kind.status, {}), kind)
     return documented
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for dependency in dependant.dependencies:
+        yield from _dependants(dependency)
+
+
+def _validated(parameter: ModelField) -> bool:
+    """Whether a parameter can be refused: anything but a plain string."""
+    return parameter.field_info.annotation is not str or bool(parameter.field_info.metadata)
+
+
+def shape_problems(route: APIRoute, authenticates: Any) -> list[type[errors.KassaError]]:
+    """The problems any route of this shape can answer, whatever it does: 401 when it asks
+    for a key (`authenticates` among its dependencies), 400 and 413 when it reads a JSON
+    body, 422 when a body or a parameter is validated."""
+    kinds: list[type[errors.KassaError]] = []
+    dependants = list(_dependants(route.dependant))
+    if any(d.call is authenticates for d in dependants):
+        kinds.append(errors.Unauthorized)
+    if route.body_field is not None:
+        kinds += [errors.MalformedJson, errors.BodyTooLarge]
+    parameters = [p for d in dependants for p in (*d.path_params, *d.query_params)]
+    if route.body_field is not None or any(map(_validated, parameters)):
+        kinds.append(errors.ValidationFailed)
+    return kinds
+
+
+def document_shapes(router: APIRouter, authenticates: Any) -> None:
+    """Add to each route's OpenAPI `responses` the problems its shape can answer (before the
+    router is included; doing it again changes nothing)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            for kind in shape_problems(route, authenticates):
+                _add(route.responses.setdefault(kind.status, {}), kind)
 
 
 def install(app: FastAPI) -> None:

@@ -3,16 +3,18 @@ only; `to_checkout_input` is the one conversion into the core's contracts)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
+import iso4217
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
-    StringConstraints,
     field_validator,
 )
 
@@ -21,21 +23,58 @@ from kassa.money import currency_exponent
 from kassa.settings import Settings
 from kassa.statuses import OrderStatus, RefundStatus
 
+# Each pattern below is the whole rule, and the same for the server (pydantic) and for the
+# published schema (JSON Schema's ECMA-262 regexes): no `\s`, `\w` or lookarounds, whose
+# meaning differs between the two.
+
+_CONTROL = r"\x00-\x1f\x7f"  # refused anywhere (PostgreSQL refuses NUL)
+# What str.strip() takes off besides the control characters: a text needs one other character.
+_BLANK = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT_PATTERN = rf"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"
+
 
 def _text(max_length: int) -> object:
-    """Free text: trimmed, not empty, no control characters (PostgreSQL refuses NUL)."""
+    """Free text: not blank, no control characters, at most `max_length` characters as sent;
+    trimmed once valid."""
     return Annotated[
         str,
-        StringConstraints(
-            strip_whitespace=True,
-            min_length=1,
-            max_length=max_length,
-            pattern=r"^[^\x00-\x1f\x7f]+$",
-        ),
+        Field(min_length=1, max_length=max_length, pattern=TEXT_PATTERN),
+        AfterValidator(str.strip),
     ]
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+def _whole(value: Any) -> Any:
+    """JSON has numbers, not ints and floats: 100.0 is the integer 100 (JSON Schema agrees);
+    9.99, "100" and true are no integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _whole_number(**constraints: Any) -> object:
+    """An integer: strict, but 100.0 counts. The constraints apply to the integer, so the
+    published schema says `minimum` and `exclusiveMinimum` for them."""
+    return Annotated[StrictInt, Field(**constraints), BeforeValidator(_whole)]
+
+
+# Any of these characters, but not "." or ".." alone: those are no path segment a URL keeps.
+ID_PATTERN = r"^([A-Za-z0-9_.:-]*[A-Za-z0-9_:-][A-Za-z0-9_.:-]*|[.]{3,})$"
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+
+# Active ISO-4217 currencies with an exponent (kassa/money.py refuses the others).
+CURRENCIES = sorted(c.code for c in iso4217.Currency if c.exponent is not None)
+
+# An http(s) URL whose every match the URL parser takes: a host name ending in a label of
+# letters (no IP literal), an optional port, a path, query and fragment of printable ASCII.
+_PORT = r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+RETURN_URL_PATTERN = (
+    r"^https?://([A-Za-z0-9]+(-[A-Za-z0-9]+)*[.])*[A-Za-z]+" + _PORT + r"([/?#][!-~]*)?$"
+)
+
+
+def _url(value: str) -> str:
+    """Normalized as before (`http://a` -> `http://a/`); every match of the pattern parses."""
+    return str(AnyHttpUrl(value))
 
 
 class LineItemIn(BaseModel):
@@ -43,20 +82,51 @@ class LineItemIn(BaseModel):
 
     sku: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
     title: _text(200)
-    unit_amount: Annotated[StrictInt, Field(gt=0, description="Minor units (fen, cents).")]
-    quantity: Annotated[StrictInt, Field(ge=1)]
+    unit_amount: _whole_number(gt=0) = Field(description="Minor units (fen, cents).")
+    quantity: _whole_number(ge=1)
 
 
 class CheckoutIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "cus_alice",
+                    "items": [
+                        {
+                            "sku": "course-python-101",
+                            "title": "Python 101",
+                            "unit_amount": 19900,
+                            "quantity": 1,
+                        }
+                    ],
+                    "currency": "CNY",
+                    "gateway": "sandbox",
+                    "return_url": "https://shop.example.com/orders/done",
+                }
+            ]
+        },
+    )
 
     order_id: Identifier | None = Field(None, description="Your reference; generated if absent.")
     customer_id: _text(128)
     items: Annotated[list[LineItemIn], Field(min_length=1)]
-    currency: Annotated[str, Field(description="ISO-4217 code, upper case: CNY, USD, JPY…")]
+    currency: Annotated[
+        str,
+        Field(
+            description="ISO-4217 code, upper case: CNY, USD, JPY…",
+            json_schema_extra={"enum": CURRENCIES},
+        ),
+    ]
     gateway: Annotated[str, Field(min_length=1, max_length=32)]
-    expires_in_seconds: StrictInt | None = None
-    return_url: AnyHttpUrl | None = None
+    expires_in_seconds: _whole_number() | None = Field(
+        None, description="The payment window; default: the deployment's."
+    )
+    return_url: (
+        Annotated[str, Field(max_length=2083, pattern=RETURN_URL_PATTERN), AfterValidator(_url)]
+        | None
+    ) = None
 
     @field_validator("currency")
     @classmethod
@@ -81,6 +151,27 @@ class CheckoutIn(BaseModel):
         )
 
 
+CAN_RETRY = (
+    "The payment was declined and the buyer may try again: until the payment window closes, "
+    "POST /v1/orders/{order_id}/retry opens another payment."
+)
+# How the checkout records such a decline in the order's reason (CheckoutWorkflow's
+# `_tell_declined`: "declined by the gateway (attempt 1 of 3); the buyer may try again"); the
+# next payment's opening clears the reason, the order's end replaces it.
+DECLINED_RETRY_NOTE = "; the buyer may try again"
+
+
+def order_can_retry(order, now: datetime) -> bool:
+    """`can_retry` as the order row tells it, for GET /v1/orders/{order_id}: the checkout
+    wrote that the buyer may try again, and the payment window is still open."""
+    return (
+        order.status == OrderStatus.AWAITING_PAYMENT
+        and (order.status_reason or "").endswith(DECLINED_RETRY_NOTE)
+        and order.expires_at is not None
+        and now < order.expires_at
+    )
+
+
 class PaymentOut(BaseModel):
     gateway: str
     payment_url: str
@@ -96,9 +187,7 @@ class CheckoutOut(BaseModel):
     currency: str
     payment: PaymentOut | None
     reason: str | None = None
-    can_retry: bool = Field(
-        False, description="Declined: POST /v1/orders/{order_id}/retry opens another payment."
-    )
+    can_retry: bool = Field(False, description=CAN_RETRY)
 
     @classmethod
     def of(cls, view: CheckoutView) -> CheckoutOut:
@@ -135,6 +224,7 @@ class OrderOut(BaseModel):
     expires_at: datetime | None
     refunded_amount: int
     refunds: list[RefundOut] = []
+    can_retry: bool = Field(False, description=CAN_RETRY)
     created_at: datetime
     updated_at: datetime
 
@@ -154,6 +244,7 @@ class OrderOut(BaseModel):
             expires_at=order.expires_at,
             refunded_amount=order.refunded_amount,
             refunds=[RefundOut.of(refund) for refund in refunds],
+            can_retry=order_can_retry(order, datetime.now(UTC)),
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
@@ -162,8 +253,8 @@ class OrderOut(BaseModel):
 class RefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt | None = Field(
-        None, gt=0, description="Minor units; default: everything not yet refunded."
+    amount: _whole_number(gt=0) | None = Field(
+        None, description="Minor units; default: everything not yet refunded."
     )
     reason: _text(500) | None = None  # default: who asked
 

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from api import idempotency
 from api.deps import CallerDep, GatewaysDep, SessionsDep, SettingsDep, TemporalDep
-from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
+from api.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
 from api.problems import invalid, responses
 from api.schemas import CheckoutIn, CheckoutOut
 from db import orders
@@ -33,29 +33,31 @@ router = APIRouter(prefix="/v1", tags=["checkouts"])
     status_code=201,
     response_model=CheckoutOut,
     operation_id="create_checkout",
-    responses=responses(
-        errors.MalformedJson,
-        errors.IdempotencyKeyRequired,
-        errors.Unauthorized,
-        errors.OrderIdConflict,
-        errors.ValidationFailed,
-        errors.IdempotencyKeyReused,
-        errors.CheckoutFailed,
-        errors.CheckoutPending,
-        errors.TemporalUnavailable,
-    ),
+    responses={
+        201: {"description": "The checkout, with its payment page", "headers": REPLAYED_HEADER},
+        **responses(
+            errors.IdempotencyKeyRequired,
+            errors.OrderIdConflict,
+            errors.IdempotencyKeyReused,
+            errors.CheckoutFailed,
+            errors.CheckoutPending,
+            errors.TemporalUnavailable,
+        ),
+    },
+    openapi_extra=idempotency.OPENAPI,
 )
 async def create_checkout(
     body: CheckoutIn,
     caller: CallerDep,
+    key: IdempotencyKeyDep,
     response: Response,
     settings: SettingsDep,
     sessions: SessionsDep,
     temporal: TemporalDep,
     gateways: GatewaysDep,
-    idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> CheckoutOut:
-    key = require_idempotency_key(idempotency_key)
+    """Start a purchase: the order, the risk check, and the gateway's payment page, in one
+    call. A rejected order (risk) is a 201 too, with `status` `rejected` and the reason."""
     expires_in = _check_bounds(body, settings, gateways)
 
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
     "/{order_id}",
     response_model=OrderOut,
     operation_id="get_order",
-    responses=responses(errors.Unauthorized, errors.OrderNotFound),
+    responses=responses(errors.OrderNotFound),
 )
 async def get_order(order_id: OrderIdPath, caller: CallerDep, sessions: SessionsDep) -> OrderOut:
     async with sessions() as session:
@@ -38,10 +38,8 @@ async def get_order(order_id: OrderIdPath, caller: CallerDep, sessions: Sessions
     response_model=OrderOut,
     operation_id="cancel_order",
     responses=responses(
-        errors.Unauthorized,
         errors.OrderNotFound,
         errors.OrderNotCancellable,
-        errors.ValidationFailed,
         errors.CancelPending,
         errors.TemporalUnavailable,
     ),
@@ -80,7 +78,6 @@ async def cancel_order(
     response_model=CheckoutOut,
     operation_id="retry_payment",
     responses=responses(
-        errors.Unauthorized,
         errors.OrderNotFound,
         errors.RetryNotAllowed,
         errors.RetryPending,

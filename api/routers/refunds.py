@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 
 from api import idempotency
 from api.deps import CallerDep, OrderIdPath, RefundIdPath, SessionsDep, SettingsDep, TemporalDep
-from api.idempotency import IDEMPOTENCY_KEY, require_idempotency_key
+from api.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
 from api.problems import responses
 from api.schemas import RefundIn, RefundOut
 from db import orders, refunds
@@ -33,31 +33,32 @@ router = APIRouter(prefix="/v1", tags=["refunds"])
     status_code=202,
     response_model=RefundOut,
     operation_id="create_refund",
-    responses=responses(
-        errors.MalformedJson,
-        errors.IdempotencyKeyRequired,
-        errors.Unauthorized,
-        errors.RefundWindowClosed,
-        errors.OrderNotFound,
-        errors.NothingToRefund,
-        errors.OrderNotRefundable,
-        errors.ValidationFailed,
-        errors.RefundExceedsRemaining,
-        errors.IdempotencyKeyReused,
-        errors.RefundNotStarted,
-    ),
+    responses={
+        202: {"description": "The refund, pending", "headers": REPLAYED_HEADER},
+        **responses(
+            errors.IdempotencyKeyRequired,
+            errors.RefundWindowClosed,
+            errors.OrderNotFound,
+            errors.NothingToRefund,
+            errors.OrderNotRefundable,
+            errors.RefundExceedsRemaining,
+            errors.IdempotencyKeyReused,
+            errors.RefundNotStarted,
+            errors.TemporalUnavailable,  # asking whether the checkout runs (support, paid)
+        ),
+    },
+    openapi_extra=idempotency.OPENAPI,
 )
 async def create_refund(
     order_id: OrderIdPath,
     body: RefundIn,
     caller: CallerDep,
+    key: IdempotencyKeyDep,
     response: Response,
     settings: SettingsDep,
     sessions: SessionsDep,
     temporal: TemporalDep,
-    idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> RefundOut:
-    key = require_idempotency_key(idempotency_key)
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
     window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
     async with sessions() as session:
@@ -102,7 +103,7 @@ async def create_refund(
     "/refunds/{refund_id}",
     response_model=RefundOut,
     operation_id="get_refund",
-    responses=responses(errors.Unauthorized, errors.RefundNotFound),
+    responses=responses(errors.RefundNotFound),
 )
 async def get_refund(
     refund_id: RefundIdPath, caller: CallerDep, sessions: SessionsDep

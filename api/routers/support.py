@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/orders", tags=["support"])
     "/{order_id}/ledger",
     response_model=list[LedgerTransactionOut],
     operation_id="get_order_ledger",
-    responses=responses(errors.Unauthorized, errors.SupportOnly, errors.OrderNotFound),
+    responses=responses(errors.SupportOnly, errors.OrderNotFound),
 )
 async def get_order_ledger(
     order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
@@ -37,12 +37,10 @@ async def get_order_ledger(
     response_model=OrderOut,
     operation_id="review_held_payment",
     responses=responses(
-        errors.Unauthorized,
         errors.SupportOnly,
         errors.OrderNotFound,
         errors.NotOnHold,
         errors.CannotAccept,
-        errors.ValidationFailed,
         errors.ReviewPending,
         errors.TemporalUnavailable,
     ),

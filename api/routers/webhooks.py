@@ -36,8 +36,18 @@ log = structlog.get_logger("webhooks")
         errors.MalformedCallback,
         errors.InvalidSignature,
         errors.UnknownGateway,
+        errors.BodyTooLarge,
         errors.TemporalUnavailable,
     ),
+    # Read as it came, for the signature: FastAPI does not parse it, the gateway's adapter does.
+    openapi_extra={
+        "requestBody": {
+            "description": "The gateway's callback, signed as its protocol says (the sandbox: "
+            "a `Sandbox-Signature` header); one that does not verify is a 401.",
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 async def receive_callback(
     gateway: str,

@@ -162,6 +162,20 @@ async def test_impossible_ids_in_paths_are_refused_naming_them(stack, unchanged,
         assert answer.json()["field"] in ("order_id", "refund_id")
 
 
+async def test_a_method_a_path_does_not_take_is_405_with_allow(stack, unchanged):
+    async with stack.http() as api:
+        answers = [
+            await api.delete("/v1/checkouts"),
+            await api.put(f"/v1/orders/{uuid.uuid4().hex}/cancel", json={}),
+            await api.patch(f"/v1/orders/{uuid.uuid4().hex}"),
+        ]
+    for answer, allowed in zip(answers, ["POST", "POST", "GET"], strict=True):
+        assert answer.status_code == 405, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["type"] == "urn:kassa:problem:method-not-allowed"
+        assert answer.headers["allow"] == allowed
+
+
 async def test_unknown_order_is_404(stack, unchanged):
     async with stack.http() as api:
         response = await api.get("/v1/orders/ord_missing")

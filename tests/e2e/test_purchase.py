@@ -212,13 +212,34 @@ async def test_declined_then_paid_on_a_second_attempt(stack, sandbox, storefront
     assert events[0] == "order.payment_declined" and events[-1] == "order.fulfilled"
 
 
+async def test_the_order_says_can_retry_while_the_checkout_does(stack):
+    """GET /v1/orders/{id} says `can_retry` when POST /v1/checkouts' and the workflow's own
+    view would: after a decline, not before, not once the next payment is open."""
+    async with stack.http() as api:
+        first = (await post_checkout(api, checkout_body())).json()
+        order_id = first["order_id"]
+        before = (await api.get(f"/v1/orders/{order_id}")).json()
+        waiting = await declined(api, first)
+        handle = stack.temporal.get_workflow_handle_for(CheckoutWorkflow.run, first["workflow_id"])
+        workflow_says = (await handle.query(CheckoutWorkflow.state)).can_retry
+        retried = (await api.post(f"/v1/orders/{order_id}/retry")).json()
+        after = (await api.get(f"/v1/orders/{order_id}")).json()
+        cancelled = (await api.post(f"/v1/orders/{order_id}/cancel")).json()
+
+    assert (first["can_retry"], before["can_retry"]) == (False, False)
+    assert (waiting["can_retry"], workflow_says) == (True, True)
+    assert (retried["can_retry"], after["can_retry"]) == (False, False)
+    assert after["payment_attempts"] == 2
+    assert (cancelled["status"], cancelled["can_retry"]) == ("cancelled", False)
+
+
 async def test_a_decline_nobody_retries_fails_when_the_window_closes(stack):
     async with stack.http() as api:
         checkout = (await post_checkout(api, checkout_body(expires_in_seconds=3))).json()
         await declined(api, checkout)
         order = await wait_for_status(api, checkout["order_id"], "failed")
         late = await api.post(f"/v1/orders/{checkout['order_id']}/retry")
-    assert order["reason"] == "declined by the gateway"
+    assert order["reason"] == "declined by the gateway" and not order["can_retry"]
     assert late.status_code == 409
 
 

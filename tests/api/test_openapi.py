@@ -1,0 +1,107 @@
+"""The published OpenAPI says what the server enforces (tests/e2e/test_contract.py has
+schemathesis hold the server to it): generated per app, from its settings."""
+
+from __future__ import annotations
+
+import iso4217
+import pytest
+
+from api.app import create_app
+from kassa.money import currency_exponent
+from kassa.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict:
+    settings = Settings(
+        max_items=7,
+        max_quantity=9,
+        max_unit_amount=12345,
+        expires_in_min=30,
+        expires_in_max=600,
+        expires_in_default=120,
+    )
+    return create_app(settings).openapi()
+
+
+def operations(openapi: dict):
+    for path, methods in openapi["paths"].items():
+        for method, operation in methods.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_checkout_bounds_come_from_the_settings(openapi):
+    checkout = openapi["components"]["schemas"]["CheckoutIn"]["properties"]
+    item = openapi["components"]["schemas"]["LineItemIn"]["properties"]
+    assert checkout["items"]["maxItems"] == 7
+    assert (item["quantity"]["minimum"], item["quantity"]["maximum"]) == (1, 9)
+    assert (item["unit_amount"]["exclusiveMinimum"], item["unit_amount"]["maximum"]) == (0, 12345)
+    window = next(b for b in checkout["expires_in_seconds"]["anyOf"] if b["type"] == "integer")
+    assert (window["minimum"], window["maximum"]) == (30, 600)
+    assert "120 seconds" in checkout["expires_in_seconds"]["description"]
+    assert checkout["gateway"]["enum"] == ["sandbox"]
+
+
+def test_the_currency_enum_is_what_the_server_accepts(openapi):
+    enum = openapi["components"]["schemas"]["CheckoutIn"]["properties"]["currency"]["enum"]
+    assert {"CNY", "USD", "JPY", "KWD"} <= set(enum) and "XAU" not in enum
+    for currency in iso4217.Currency:
+        try:
+            currency_exponent(currency.code)
+        except ValueError:
+            assert currency.code not in enum
+        else:
+            assert currency.code in enum
+
+
+def test_idempotency_key_is_required_where_it_is(openapi):
+    for name, operation in operations(openapi):
+        keys = [p for p in operation.get("parameters", []) if p["name"] == "Idempotency-Key"]
+        if name in ("POST /v1/checkouts", "POST /v1/orders/{order_id}/refunds"):
+            assert keys and keys[0]["required"] and keys[0]["schema"]["maxLength"] == 255
+            success = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+            assert "Idempotent-Replayed" in success["headers"]
+            assert "idempotency-key-required" in operation["responses"]["400"]["description"]
+        else:
+            assert not keys, name
+
+
+def test_every_problem_is_a_problem_with_its_headers(openapi):
+    assert set(openapi["components"]["schemas"]["Problem"]["required"]) == {
+        "type",
+        "title",
+        "status",
+    }
+    assert "HTTPValidationError" not in openapi["components"]["schemas"]
+    for name, operation in operations(openapi):
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                assert list(response["content"]) == ["application/problem+json"], name
+                assert response["content"]["application/problem+json"]["schema"] == {
+                    "$ref": "#/components/schemas/Problem"
+                }
+            if status == "503":
+                assert response["headers"]["Retry-After"]["required"], name
+
+
+def test_what_each_route_can_answer_for_its_shape(openapi):
+    scheme = openapi["components"]["securitySchemes"]["HTTPBearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for name, operation in operations(openapi):
+        responses = operation["responses"]
+        if name in ("GET /healthz", "POST /v1/webhooks/{gateway}"):  # no key asked
+            assert "security" not in operation, name
+            continue
+        assert operation["security"] == [{"HTTPBearer": []}], name
+        assert responses["401"]["headers"]["WWW-Authenticate"]["required"], name
+        assert "validation-error" in responses["422"]["description"], name
+        if "requestBody" in operation:
+            assert "malformed-json" in responses["400"]["description"], name
+            assert "body-too-large" in responses["413"]["description"], name
+    webhook = dict(operations(openapi))["POST /v1/webhooks/{gateway}"]["responses"]
+    assert sorted(webhook) == ["200", "400", "401", "404", "413", "503"]
+    assert "malformed-callback" in webhook["400"]["description"]
+
+
+def test_get_order_documents_can_retry(openapi):
+    assert "can_retry" in openapi["components"]["schemas"]["OrderOut"]["properties"]
