@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "run":
-        from kassa.devstack import run
+        from tooling.devstack import run
 
         return run(settings)
     if not settings.database_url:

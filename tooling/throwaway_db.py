@@ -31,7 +31,7 @@ def throwaway_postgres(database: str = "kassa") -> Iterator[str]:
 
 
 def alembic_config(url: str) -> Config:
-    """The project's alembic.ini, pointed at `url` (as kassa.db.migrate does)."""
+    """The project's alembic.ini, pointed at `url` (as db.engine.migrate does)."""
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
