@@ -34,7 +34,10 @@ class OrderActivities:
         """Move the order to `change.status` if the lifecycle allows it; a repeat is a no-op,
         also once the order has moved on from there."""
         async with self._sessions.begin() as session:
-            if await orders.move(session, change.order_id, change.status, change.reason):
+            moved = await orders.move(
+                session, change.order_id, change.status, change.reason, change.payment_id
+            )
+            if moved:
                 return
             current = await orders.status_of(session, change.order_id)
         if current in _after(change.status):

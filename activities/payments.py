@@ -8,10 +8,9 @@ from dataclasses import replace
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from db import orders
-from gateways.base import GatewayError, NewPayment, PaymentGateway, payment_reference
+from db import gateway_payments, orders
+from gateways.base import GatewayError, GatewayPayment, NewPayment, PaymentGateway
 from kassa.contracts import (
-    CloseResult,
     OpenPaymentInput,
     OrderRef,
     PaymentCheck,
@@ -19,7 +18,6 @@ from kassa.contracts import (
 )
 from kassa.errors import GatewayRejected, UnknownGateway
 from kassa.settings import Settings
-from kassa.statuses import PaymentOutcome
 
 
 def gateway_named(gateways: dict[str, PaymentGateway], name: str) -> PaymentGateway:
@@ -46,13 +44,19 @@ class PaymentActivities:
     @activity.defn
     async def create_payment(self, request: OpenPaymentInput) -> PaymentSession:
         """Open the order's `attempt`-th payment at the gateway and record its page on the
-        order (a retry after a decline replaces the declined one there). The adapter raises
-        GatewayRejected (permanent) for a refusal; anything else retries."""
+        order (a retry after a decline replaces the declined one there). Its reference is
+        stored first, so a callback that overtakes the gateway's answer finds its order.
+        The adapter raises GatewayRejected (permanent) for a refusal; anything else retries."""
         checkout = request.checkout
         gateway = self._gateway(checkout.gateway)
+        reference = gateway.reference(checkout.order_id, request.attempt)
+        async with self._sessions.begin() as session:
+            await gateway_payments.record(
+                session, gateway.name, reference, checkout.order_id, request.attempt
+            )
         opened = await gateway.create_payment(
             NewPayment(
-                merchant_order_id=payment_reference(checkout.order_id, request.attempt),
+                merchant_order_id=reference,
                 amount=checkout.amount,
                 currency=checkout.currency,
                 description=", ".join(f"{i.quantity} × {i.title}" for i in checkout.items),
@@ -69,24 +73,25 @@ class PaymentActivities:
     @activity.defn
     async def payment_status(self, order: OrderRef) -> PaymentCheck:
         """What the gateway says of the order's payment now (for lost callbacks)."""
-        reference = payment_reference(order.order_id, order.attempt)
-        payment = await self._gateway(order.gateway).get_payment(reference)
-        return PaymentCheck(payment.outcome, payment.payment_id, payment.amount, payment.currency)
+        gateway = self._gateway(order.gateway)
+        payment = await gateway.get_payment(gateway.reference(order.order_id, order.attempt))
+        return _check(payment)
 
     @activity.defn
-    async def close_payment(self, order: OrderRef) -> CloseResult:
-        """Close an unpaid payment. SUCCEEDED means the buyer paid first, with what was paid.
+    async def close_payment(self, order: OrderRef) -> PaymentCheck:
+        """Close an unpaid payment and say how it stands: SUCCEEDED means the buyer paid
+        first, with what was paid.
 
         Every failure retries, even a refusal: an order must not expire while the gateway may
         still capture, so a close that keeps failing stays visible to support as a pending
         activity instead."""
         gateway = self._gateway(order.gateway)
-        reference = payment_reference(order.order_id, order.attempt)
         try:
-            outcome = await gateway.close_payment(reference)
+            closed = await gateway.close_payment(gateway.reference(order.order_id, order.attempt))
         except GatewayRejected as err:  # not final here: retried, see above
             raise GatewayError(f"the gateway refused the close: {err.message}") from err
-        if outcome != PaymentOutcome.SUCCEEDED:
-            return CloseResult(outcome)
-        paid = await gateway.get_payment(reference)  # what was paid: is it the order's?
-        return CloseResult(outcome, paid.payment_id, paid.amount, paid.currency)
+        return _check(closed)
+
+
+def _check(payment: GatewayPayment) -> PaymentCheck:
+    return PaymentCheck(payment.outcome, payment.payment_id, payment.amount, payment.currency)

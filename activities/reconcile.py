@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from db import orders, refunds
+from db import gateway_payments, orders, refunds
 from gateways.base import PaymentGateway, payments_of_order
 from kassa.contracts import PaymentEvent, ReconcileReport
 from kassa.settings import Settings
@@ -47,7 +47,9 @@ class ReconcileActivities:
             gateway = self._gateways.get(order.gateway)
             if gateway is None:
                 continue
-            payments = await payments_of_order(gateway, order.order_id, order.payment_attempts)
+            async with self._sessions() as session:
+                references = await gateway_payments.of_order(session, order.order_id)
+            payments = await payments_of_order(gateway, references)
             for attempt, payment in payments:
                 if payment.payment_id in known:
                     continue  # its refund runs or ran

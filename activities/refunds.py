@@ -63,25 +63,38 @@ class RefundActivities:
     async def request_refund(self, request: RefundInput) -> RefundStatus:
         """Ask the gateway to refund; retried with the same refund id, never a second refund.
         The gateway refusing it (GatewayRejected) is permanent."""
-        payment_id = request.payment_id
-        if payment_id is None:  # the order's own: the payment it kept (a retry's, maybe)
-            async with self._sessions() as session:
-                payment_id = (await orders.get(session, request.order_id)).gateway_payment_id
-        refund = await self._gateway(request.gateway).refund(
-            NewRefund(
-                request.refund_id,
-                request.order_id,
-                request.amount,
-                request.currency,
-                request.reason,
-                payment_id,
-            )
-        )
-        return refund.status
+        gateway, refund = await self._refund_at(request)
+        return (await gateway.refund(refund)).status
 
     @activity.defn
     async def refund_status(self, request: RefundInput) -> RefundStatus:
-        return (await self._gateway(request.gateway).get_refund(request.refund_id)).status
+        """How the gateway stands on the refund. One it does not know (its answer to the
+        request was lost before it took it) is asked for again, under the same number."""
+        gateway, refund = await self._refund_at(request)
+        answer = await gateway.get_refund(refund.refund_no, refund.merchant_order_id)
+        if answer.status is None:
+            answer = await gateway.refund(refund)
+        return answer.status
+
+    async def _refund_at(self, request: RefundInput) -> tuple[PaymentGateway, NewRefund]:
+        """The gateway, and the refund as it is asked there: of the capture the order kept
+        (a retry's, maybe), or of a stray capture, under its payment's merchant reference."""
+        gateway = self._gateway(request.gateway)
+        payment_id, attempt = request.payment_id, request.attempt
+        if payment_id is None or attempt is None:
+            async with self._sessions() as session:
+                order = await orders.get(session, request.order_id)
+            payment_id = payment_id or order.gateway_payment_id
+            attempt = attempt or order.payment_attempts
+        refund = NewRefund(
+            request.refund_id,
+            gateway.reference(request.order_id, attempt),
+            request.amount,
+            request.currency,
+            request.reason,
+            payment_id,
+        )
+        return gateway, refund
 
     @activity.defn
     async def complete_refund(self, request: RefundInput) -> None:

@@ -172,11 +172,35 @@ def order_can_retry(order, now: datetime) -> bool:
     )
 
 
+class PaymentActionOut(BaseModel):
+    """What to show the buyer: send them to `url` (redirect), or show `qr` as a QR code."""
+
+    kind: Literal["redirect", "qr"]
+    url: str | None = None
+    qr: str | None = None
+
+
 class PaymentOut(BaseModel):
     gateway: str
-    payment_url: str
+    payment_url: str | None = Field(description="For a redirect: the page the buyer pays on.")
+    action: PaymentActionOut
     expires_at: datetime
     attempt: int = Field(description="1 for the first payment, 2 for the retry after a decline…")
+
+    @classmethod
+    def of(cls, payment) -> PaymentOut:
+        """From the core's PaymentSession."""
+        if payment.qr_code is not None:
+            action = PaymentActionOut(kind="qr", qr=payment.qr_code)
+        else:
+            action = PaymentActionOut(kind="redirect", url=payment.payment_url)
+        return cls(
+            gateway=payment.gateway,
+            payment_url=payment.payment_url,
+            action=action,
+            expires_at=payment.expires_at,
+            attempt=payment.attempt,
+        )
 
 
 class CheckoutOut(BaseModel):
@@ -198,14 +222,7 @@ class CheckoutOut(BaseModel):
             status=view.status,
             amount=view.amount,
             currency=view.currency,
-            payment=PaymentOut(
-                gateway=payment.gateway,
-                payment_url=payment.payment_url,
-                expires_at=payment.expires_at,
-                attempt=payment.attempt,
-            )
-            if payment
-            else None,
+            payment=PaymentOut.of(payment) if payment else None,
             reason=view.reason,
             can_retry=view.can_retry,
         )

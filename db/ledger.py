@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import LedgerEntry, LedgerTransaction, Order, Refund, StrayCapture
+from db.orders import had_gateway_payment
 from kassa.ledger import REFUNDS, Posting
 from kassa.statuses import RefundStatus
 
@@ -75,7 +76,7 @@ async def books_per_order(session: AsyncSession) -> list[tuple[Order, int, int, 
         select(Order, held, refunded, captured)
         .outerjoin(LedgerTransaction, LedgerTransaction.order_id == Order.order_id)
         .outerjoin(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(Order.gateway_payment_id.is_not(None))
+        .where(had_gateway_payment)
         .group_by(Order.order_id)
     )
     return [tuple(row) for row in rows]

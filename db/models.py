@@ -61,8 +61,9 @@ class Order(Base):
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     items: Mapped[list] = mapped_column(JSONB)
     gateway: Mapped[str] = mapped_column(String(32))
-    gateway_payment_id: Mapped[str | None] = mapped_column(String(128))  # the latest attempt's
-    # Gateway payments opened for the order: more than one after a retry (payment_reference).
+    # The latest attempt's payment id known at creation; once paid, the capture kept.
+    gateway_payment_id: Mapped[str | None] = mapped_column(String(128))
+    # Gateway payments opened for the order: more than one after a retry (gateway_payments).
     payment_attempts: Mapped[int] = mapped_column(Integer, server_default="1")
     payment_url: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -70,6 +71,23 @@ class Order(Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
+
+
+class GatewayPayment(Base):
+    """One gateway payment of an order: the attempt, and the merchant reference its gateway
+    knows it by. Each adapter derives its own gateway-safe reference (gateways differ in
+    what they allow); callbacks, reconciliation and refunds look it up here instead of
+    parsing it. Written before the gateway is called, so a callback that overtakes the
+    call's answer finds its order."""
+
+    __tablename__ = "gateway_payments"
+    __table_args__ = (UniqueConstraint("order_id", "attempt"),)
+
+    gateway: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = _now_column()
 
 
 class IdempotencyKey(Base):

@@ -6,16 +6,18 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Order, PaymentEventRecord
+from db.models import GatewayPayment, Order, PaymentEventRecord
 from kassa.contracts import CheckoutInput, CheckoutView, PaymentEvent, PaymentSession
 from kassa.ids import checkout_workflow_id
 from kassa.statuses import OrderStatus
 
 ENDED = [status for status in OrderStatus if status.is_final]
+# The order opened at least one payment at its gateway (so the gateway may hold money for it).
+had_gateway_payment = exists().where(GatewayPayment.order_id == Order.order_id)
 
 
 async def get(session: AsyncSession, order_id: str) -> Order | None:
@@ -53,13 +55,20 @@ def same_contents(order: Order, checkout: CheckoutInput) -> bool:
 
 
 async def move(
-    session: AsyncSession, order_id: str, status: OrderStatus, reason: str | None
+    session: AsyncSession,
+    order_id: str,
+    status: OrderStatus,
+    reason: str | None,
+    payment_id: str | None = None,
 ) -> Order | None:
     """Move the order to `status` if the lifecycle allows it (the same status again is a
-    no-op move, which may add the reason); None if it does not."""
+    no-op move, which may add the reason); None if it does not. `payment_id`, when paid:
+    the gateway's id of the capture the order keeps (refunds and the stray judge use it)."""
     values: dict = {"status": status, "updated_at": func.now()}
     if reason is not None:
         values["status_reason"] = reason
+    if payment_id is not None:
+        values["gateway_payment_id"] = payment_id
     if status == OrderStatus.PAID:
         values["paid_at"] = func.coalesce(Order.paid_at, func.now())
     return await session.scalar(
@@ -118,7 +127,7 @@ async def ended_since(session: AsyncSession, since: datetime) -> list[Order]:
             select(Order)
             .where(Order.updated_at >= since)
             .where(Order.status.in_(ENDED))
-            .where(Order.gateway_payment_id.is_not(None))
+            .where(had_gateway_payment)
             .order_by(Order.updated_at)
         )
     )

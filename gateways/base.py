@@ -12,24 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from kassa.contracts import PaymentEvent, PaymentSession, RefundEvent
+from kassa.contracts import PaymentSession, RefundEvent
 from kassa.statuses import PaymentOutcome, RefundStatus
-
-# A retry after a decline opens a new gateway payment, which needs a merchant order id of its
-# own: the first attempt uses the order id itself, later ones append `~n`, a character order
-# ids never contain.
-_ATTEMPT = "~"
-
-
-def payment_reference(order_id: str, attempt: int = 1) -> str:
-    """The merchant order id of the order's `attempt`-th gateway payment."""
-    return order_id if attempt == 1 else f"{order_id}{_ATTEMPT}{attempt}"
-
-
-def order_of_reference(reference: str) -> tuple[str, int]:
-    """The order and attempt a merchant order id belongs to."""
-    order_id, _, attempt = reference.partition(_ATTEMPT)
-    return order_id, int(attempt) if attempt.isdigit() else 1
 
 
 class GatewayError(Exception):
@@ -49,11 +33,11 @@ class NewPayment:
 
 @dataclass(frozen=True)
 class GatewayPayment:
-    payment_id: str
     merchant_order_id: str
     outcome: PaymentOutcome
-    amount: int
-    currency: str
+    payment_id: str | None = None  # the capture's id; None while there is none
+    amount: int = 0
+    currency: str = ""
     refunded_amount: int = 0
 
 
@@ -70,25 +54,59 @@ class NewRefund:
 @dataclass(frozen=True)
 class GatewayRefund:
     refund_no: str
-    status: RefundStatus
+    status: RefundStatus | None  # None: the gateway does not know this refund
+    amount: int = 0
+
+
+@dataclass(frozen=True)
+class PaymentWord:
+    """What a verified callback says about a payment, before Kassa knows whose it is: the
+    API finds the order and attempt by the merchant reference (db/gateway_payments.py)."""
+
+    event_id: str  # the gateway's id of this notification: redeliveries repeat it
+    merchant_order_id: str  # the reference the payment was opened under
+    payment_id: str  # the gateway's id of the capture (trade_no, transaction_id, pay_…)
+    outcome: PaymentOutcome
     amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class CallbackReply:
+    """What the gateway must read back to stop redelivering a callback."""
+
+    body: str
+    media_type: str = "application/json"
 
 
 class PaymentGateway(Protocol):
     name: str
+    currencies: frozenset[str] | None  # what it takes (checked at POST /v1/checkouts); None: any
+    callback_reply: CallbackReply
+
+    def reference(self, order_id: str, attempt: int) -> str:
+        """The merchant reference of the order's `attempt`-th payment, in what the gateway
+        allows; the same every time (it is the gateway's idempotency key for creation)."""
+        ...
 
     async def create_payment(self, payment: NewPayment) -> PaymentSession:
-        """Open a payment; calling again with the same merchant order id returns the same one."""
+        """Open a payment; calling again with the same reference returns the same one. The
+        session's `payment_id` is the id known at creation (the reference itself where the
+        gateway gives none before the buyer pays)."""
         ...
 
-    async def get_payment(self, merchant_order_id: str) -> GatewayPayment: ...
+    async def get_payment(self, merchant_order_id: str) -> GatewayPayment:
+        """The payment as the gateway sees it. Not there yet (the buyer has not scanned) is
+        NOT_FOUND, never an error."""
+        ...
 
     async def list_payments(self, merchant_order_id: str) -> list[GatewayPayment]:
-        """Every capture attempt for the order, extra ones (a second payment) included."""
+        """Every capture attempt under the reference, extra ones (a second payment) included."""
         ...
 
-    async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
-        """Close an unpaid payment: CLOSED, or SUCCEEDED when the buyer already paid."""
+    async def close_payment(self, merchant_order_id: str) -> GatewayPayment:
+        """Close an unpaid payment, then ask the gateway how it stands: CLOSED (or NOT_FOUND),
+        or SUCCEEDED with what was captured when the buyer paid first."""
         ...
 
     async def refund(self, refund: NewRefund) -> GatewayRefund:
@@ -96,11 +114,13 @@ class PaymentGateway(Protocol):
         PENDING means the gateway will settle it later (callback, or ask with get_refund)."""
         ...
 
-    async def get_refund(self, refund_no: str) -> GatewayRefund: ...
+    async def get_refund(self, refund_no: str, merchant_order_id: str) -> GatewayRefund:
+        """NOT_FOUND when the gateway does not know the refund: ask for it again, same number."""
+        ...
 
     def parse_callback(
         self, headers: Mapping[str, str], body: bytes
-    ) -> PaymentEvent | RefundEvent | None:
+    ) -> PaymentWord | RefundEvent | None:
         """Verify and decode a callback; None for verified events Kassa does not act on.
         Raises InvalidSignature (kassa.errors) for anything that does not verify,
         MalformedCallback for a verified body that makes no sense."""
@@ -108,12 +128,12 @@ class PaymentGateway(Protocol):
 
 
 async def payments_of_order(
-    gateway: PaymentGateway, order_id: str, attempts: int
+    gateway: PaymentGateway, references: list[tuple[int, str]]
 ) -> list[tuple[int, GatewayPayment]]:
-    """Every gateway payment of an order with the attempt it belongs to: one merchant order
-    id per attempt (`payment_reference`), second captures under it included."""
+    """Every gateway payment of an order with the attempt it belongs to, from its stored
+    references (db/gateway_payments.py), second captures under one reference included."""
     return [
         (attempt, payment)
-        for attempt in range(1, attempts + 1)
-        for payment in await gateway.list_payments(payment_reference(order_id, attempt))
+        for attempt, reference in references
+        for payment in await gateway.list_payments(reference)
     ]

@@ -5,22 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from gateways import sandbox_protocol
 from gateways.base import (
+    CallbackReply,
     GatewayError,
     GatewayPayment,
     GatewayRefund,
     NewPayment,
     NewRefund,
-    order_of_reference,
+    PaymentWord,
 )
-from kassa.contracts import PaymentEvent, PaymentSession, RefundEvent
+from kassa.contracts import PaymentSession, RefundEvent
 from kassa.errors import GatewayRejected, InvalidSignature, MalformedCallback
-from kassa.ids import ORDER_ID_MAX_LENGTH
 from kassa.statuses import PaymentOutcome, RefundStatus
 
 _OUTCOMES = {
@@ -37,12 +38,25 @@ _REFUND_STATUSES = {
 }
 
 
+def sandbox_reference(order_id: str, attempt: int = 1) -> str:
+    """The sandbox's merchant order id of an order's `attempt`-th payment: the order id
+    itself, `~n` appended for a retry (order ids never contain `~`)."""
+    return order_id if attempt == 1 else f"{order_id}~{attempt}"
+
+
+def order_of_sandbox_reference(reference: str) -> str:
+    """The order a sandbox merchant order id belongs to (for tools that read its state)."""
+    return reference.partition("~")[0]
+
+
 # Refusals that say "not now" rather than "never": retried like a 5xx, same idempotency key.
 RETRY_LATER = {408, 425, 429}  # request timeout, too early, too many requests
 
 
 class SandboxGateway:
     name = "sandbox"
+    currencies = None  # any ISO-4217 currency
+    callback_reply = CallbackReply('{"received": true}')
 
     def __init__(
         self,
@@ -57,6 +71,9 @@ class SandboxGateway:
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._secrets = webhook_secrets
         self._tolerance = tolerance_seconds
+
+    def reference(self, order_id: str, attempt: int) -> str:
+        return sandbox_reference(order_id, attempt)
 
     async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         try:
@@ -94,16 +111,25 @@ class SandboxGateway:
         )
 
     async def get_payment(self, merchant_order_id: str) -> GatewayPayment:
-        return _payment(await self._call("GET", f"/v1/payments/by-order/{merchant_order_id}"))
+        try:
+            data = await self._call("GET", "/v1/payments/by-order/" + quote(merchant_order_id))
+        except GatewayRejected as err:
+            if "payment_not_found" not in err.message:
+                raise
+            return GatewayPayment(merchant_order_id, PaymentOutcome.NOT_FOUND)
+        return _payment(data)
 
-    async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
-        data = await self._call("POST", f"/v1/payments/by-order/{merchant_order_id}/close")
-        if data.get("code") == "payment_already_paid":
-            return PaymentOutcome.SUCCEEDED
-        return _OUTCOMES[data["status"]]
+    async def close_payment(self, merchant_order_id: str) -> GatewayPayment:
+        path = f"/v1/payments/by-order/{quote(merchant_order_id)}/close"
+        try:
+            await self._call("POST", path)  # answers 409 payment_already_paid when paid
+        except GatewayRejected as err:
+            if "payment_not_found" not in err.message:
+                raise
+        return await self.get_payment(merchant_order_id)  # how it stands after the close
 
     async def list_payments(self, merchant_order_id: str) -> list[GatewayPayment]:
-        data = await self._call("GET", f"/v1/payments?merchant_order_id={merchant_order_id}")
+        data = await self._call("GET", "/v1/payments?merchant_order_id=" + quote(merchant_order_id))
         return [_payment(p) for p in data["payments"]]
 
     async def refund(self, refund: NewRefund) -> GatewayRefund:
@@ -123,12 +149,17 @@ class SandboxGateway:
             )
         )
 
-    async def get_refund(self, refund_no: str) -> GatewayRefund:
-        return _refund(await self._call("GET", f"/v1/refunds/{refund_no}"))
+    async def get_refund(self, refund_no: str, merchant_order_id: str) -> GatewayRefund:
+        try:
+            return _refund(await self._call("GET", f"/v1/refunds/{quote(refund_no)}"))
+        except GatewayRejected as err:
+            if "refund_not_found" not in err.message:
+                raise
+            return GatewayRefund(refund_no, None)
 
     def parse_callback(
         self, headers: Mapping[str, str], body: bytes
-    ) -> PaymentEvent | RefundEvent | None:
+    ) -> PaymentWord | RefundEvent | None:
         try:
             sandbox_protocol.verify(
                 self._secrets,
@@ -148,18 +179,13 @@ class SandboxGateway:
             payment = _payment(_PaymentData.model_validate(event.data).model_dump())
         except ValidationError as exc:
             raise MalformedCallback(str(exc)) from exc
-        order_id, attempt = order_of_reference(payment.merchant_order_id)
-        if len(order_id) > ORDER_ID_MAX_LENGTH:
-            raise MalformedCallback(f"order id longer than {ORDER_ID_MAX_LENGTH}: {order_id!r}")
-        return PaymentEvent(
-            gateway=self.name,
+        return PaymentWord(
             event_id=event.id,
-            order_id=order_id,
+            merchant_order_id=payment.merchant_order_id,
             payment_id=payment.payment_id,
             outcome=payment.outcome,
             amount=payment.amount,
             currency=payment.currency,
-            attempt=attempt,
         )
 
 
@@ -171,7 +197,7 @@ class _Event(BaseModel):
 
 class _PaymentData(BaseModel):
     id: str = Field(min_length=1, max_length=128)
-    merchant_order_id: str = Field(min_length=1, max_length=ORDER_ID_MAX_LENGTH + 16)
+    merchant_order_id: str = Field(min_length=1, max_length=64)
     status: Literal["pending", "succeeded", "declined", "closed", "expired"]
     amount: int = Field(ge=0, le=10**15)
     currency: str = Field(pattern="^[A-Z]{3}$")

@@ -53,13 +53,15 @@ class CheckoutInput:
 
 @dataclass(frozen=True)
 class PaymentSession:
-    """A payment opened at the gateway, with the page the buyer pays on."""
+    """A payment opened at the gateway, and what the buyer is shown to pay it: a page to
+    go to (`payment_url`), or a QR code to scan (`qr_code`, its content)."""
 
     gateway: str
-    payment_id: str
-    payment_url: str
+    payment_id: str | None  # the gateway's id of it, where it gives one at creation
+    payment_url: str | None
     expires_at: datetime
     attempt: int = 1  # the first payment of the order, or a retry after a decline
+    qr_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,13 @@ class PaymentEvent:
 
 @dataclass(frozen=True)
 class PaymentCheck:
-    """What the gateway says of the order's payment when asked."""
+    """What the gateway says of the order's payment when asked (a status check, or after a
+    close): the capture's id, amount and currency once there is one."""
 
     outcome: PaymentOutcome
-    payment_id: str
-    amount: int
-    currency: str
+    payment_id: str | None = None
+    amount: int = 0
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,21 +162,13 @@ class StatusChange:
     order_id: str
     status: OrderStatus
     reason: str | None = None
+    payment_id: str | None = None  # with PAID: the capture the order keeps
 
 
 @dataclass(frozen=True)
 class RiskDecision:
     approved: bool
     reason: str | None = None
-
-
-@dataclass(frozen=True)
-class CloseResult:
-    outcome: PaymentOutcome  # CLOSED, or SUCCEEDED when the buyer paid before the close
-    # What was captured, when SUCCEEDED.
-    payment_id: str | None = None
-    amount: int | None = None
-    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,9 +204,11 @@ class RefundInput:
     currency: str
     reason: str
     requested_by: Caller = Caller.STOREFRONT
-    # Set for the refund of a stray capture: which gateway payment, and why it is stray.
+    # Set for the refund of a stray capture: which capture of which of the order's gateway
+    # payments, and why it is stray. Unset: the payment the order kept.
     payment_id: str | None = None
     stray: StrayKind | None = None
+    attempt: int | None = None
 
     @classmethod
     def compensation(cls, checkout: CheckoutInput, reason: str) -> RefundInput:
@@ -239,6 +236,7 @@ class RefundInput:
             Caller.SYSTEM,
             payment_id=event.payment_id,
             stray=kind,
+            attempt=event.attempt,
         )
 
 

@@ -79,7 +79,9 @@ _PREDECESSORS: dict[OrderStatus, frozenset[OrderStatus]] = {
 class PaymentOutcome(StrEnum):
     """What a gateway says happened to a payment."""
 
+    NOT_FOUND = "not_found"  # not at the gateway (yet): Alipay's QR before the buyer scans
     PENDING = "pending"
+    PROCESSING = "processing"  # the buyer acted; the gateway has not decided yet
     SUCCEEDED = "succeeded"
     DECLINED = "declined"
     CLOSED = "closed"

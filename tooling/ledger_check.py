@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from db import ledger
+from db import gateway_payments, ledger
 from gateways.base import PaymentGateway, payments_of_order
 from kassa.statuses import OrderStatus, PaymentOutcome
 
@@ -35,7 +35,9 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
         if gateway is None:
             problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
             continue
-        payments = await payments_of_order(gateway, order.order_id, order.payment_attempts)
+        async with sessions() as session:
+            references = await gateway_payments.of_order(session, order.order_id)
+        payments = await payments_of_order(gateway, references)
         at_gateway = sum(
             (p.amount if p.outcome == PaymentOutcome.SUCCEEDED else 0) - p.refunded_amount
             for _, p in payments

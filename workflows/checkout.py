@@ -98,7 +98,8 @@ class CheckoutWorkflow:
             case Verdict.UNDECIDED:  # the close decides: cannot happen, so fail loudly
                 raise RuntimeError(f"payment of {checkout.order_id} undecided after its close")
 
-        paid = StatusChange(checkout.order_id, OrderStatus.PAID, self._accepted)
+        kept = self._payment.kept
+        paid = StatusChange(checkout.order_id, OrderStatus.PAID, self._accepted, kept)
         await db_step(OrderActivities.set_status, paid, "order paid")
         self._set_status(OrderStatus.PAID)
         return await self._fulfil()

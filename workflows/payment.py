@@ -8,7 +8,9 @@ how, may the buyer retry, which captures does the order not keep.
 
 The rules:
 - The first decisive word (captured or declined) about the current attempt's payment counts;
-  repeats and contrary words change nothing.
+  repeats and contrary words change nothing. A word is about the current attempt when it
+  names the attempt's merchant reference and, where the gateway named the payment when it
+  was opened, that payment; a second capture is told apart by the gateway's capture id.
 - A capture of another amount or currency is held for support.
 - While the buyer may retry after a decline, a capture of the declined payment outranks the
   decline (the buyer paid on the same page after all).
@@ -53,6 +55,7 @@ class Payment:
     attempt: int = 1  # which of the order's gateway payments is current
     session: PaymentSession | None = None  # the current attempt's page, once open
     outcome: PaymentOutcome | None = None  # the decisive word about the current attempt
+    kept: str | None = None  # the gateway's id of the capture the order keeps (or holds)
     held: PaymentEvent | None = None
     closed: bool = False  # the current attempt was closed unpaid
     awaiting_retry: bool = False  # declined; the buyer may open another payment
@@ -75,13 +78,16 @@ class Payment:
         if event.outcome not in DECISIVE:
             return
         captured = event.outcome == PaymentOutcome.SUCCEEDED
-        if self._is_current(event) and self._open_to(event):
+        current = self._is_current(event)
+        if current and self._open_to(event):
             if captured and (event.amount, event.currency) != (self.amount, self.currency):
                 self.held = event
             else:
                 self.outcome = event.outcome
-            self.strays.pop(event.payment_id, None)  # kept after all (a decline's close)
-        elif captured and not (self._is_current(event) and self.captured):
+            if captured:
+                self.kept = event.payment_id
+                self.strays.pop(event.payment_id, None)  # kept after all (a decline's close)
+        elif captured and not (current and event.payment_id == self.kept):
             self.strays.setdefault(event.payment_id, event)
 
     def closed_at_gateway(self, captured: PaymentEvent | None) -> None:
@@ -95,9 +101,10 @@ class Payment:
             self.closed = True
 
     def _is_current(self, event: PaymentEvent) -> bool:
-        return event.attempt == self.attempt and (
-            self.session is None or event.payment_id == self.session.payment_id
-        )
+        """About the current attempt's payment: its reference (the attempt), and where the
+        gateway named the payment at creation (the sandbox does, Alipay does not), that one."""
+        known = self.session.payment_id if self.session else None
+        return event.attempt == self.attempt and known in (None, event.payment_id)
 
     def _open_to(self, event: PaymentEvent) -> bool:
         overrules = self.awaiting_retry and event.outcome == PaymentOutcome.SUCCEEDED
@@ -162,7 +169,8 @@ class Payment:
 
     def next_attempt(self) -> None:
         """The declined payment is closed unpaid: the attempt asked for is current now."""
-        self.attempt, self.session, self.outcome, self.closed = self.retry, None, None, False
+        self.attempt, self.session, self.outcome, self.kept = self.retry, None, None, None
+        self.closed = False
 
     def retry_opened(self) -> None:
         self.retry = None

@@ -83,6 +83,8 @@ def _check_bounds(body: CheckoutIn, settings: Settings, gateways: dict) -> int:
     wrong = []
     if body.gateway not in gateways:
         wrong.append(("gateway", f"unknown gateway; use one of {sorted(gateways)}"))
+    elif (taken := gateways[body.gateway].currencies) is not None and body.currency not in taken:
+        wrong.append(("currency", f"{body.gateway} takes only {', '.join(sorted(taken))}"))
     if len(body.items) > settings.max_items:
         wrong.append(("items", f"at most {settings.max_items} items"))
     for n, item in enumerate(body.items):

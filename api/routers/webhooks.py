@@ -10,14 +10,16 @@ recorded and then failed to signal.
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from temporalio.service import RPCError
 
 from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
 from api.problems import responses
-from db import orders
+from db import gateway_payments, orders
+from gateways.base import PaymentWord
 from kassa import errors
 from kassa.contracts import PaymentEvent, RefundEvent
 from kassa.settings import Settings
@@ -56,7 +58,7 @@ async def receive_callback(
     sessions: SessionsDep,
     temporal: TemporalDep,
     settings: SettingsDep,
-) -> dict:
+) -> Response:
     adapter = gateways.get(gateway)
     if adapter is None:
         raise errors.UnknownGateway(f"No gateway {gateway!r}")
@@ -72,27 +74,55 @@ async def receive_callback(
     try:
         if isinstance(event, RefundEvent):
             await temporal_client.report_refund(temporal, event)
-        elif isinstance(event, PaymentEvent):
-            async with sessions.begin() as session:
-                await orders.record_callback(session, event, json.loads(body))
-            delivered = await temporal_client.report_payment(temporal, event)
-            if not delivered and event.outcome == PaymentOutcome.SUCCEEDED:
-                await _report_stray(temporal, sessions, settings, event)
+        elif isinstance(event, PaymentWord):
+            await _report_payment(temporal, sessions, settings, adapter.name, event, body)
     except RPCError as err:
         raise errors.TemporalUnavailable() from err
-    return {"received": True}
+    reply = adapter.callback_reply  # what the gateway must read to stop redelivering
+    return Response(reply.body, media_type=reply.media_type)
+
+
+async def _report_payment(
+    temporal, sessions, settings: Settings, gateway: str, word: PaymentWord, body: bytes
+) -> None:
+    """Whose payment the word is about (by its merchant reference), recorded in the inbox
+    and handed to its checkout; once the checkout has ended, a capture it did not keep is
+    given back."""
+    async with sessions.begin() as session:
+        found = await gateway_payments.find(session, gateway, word.merchant_order_id)
+        if found is None:  # verified, but no payment of ours: nothing to act on
+            log.warning("callback for an unknown payment", reference=word.merchant_order_id)
+            return
+        order_id, attempt = found
+        event = PaymentEvent(
+            gateway,
+            word.event_id,
+            order_id,
+            word.payment_id,
+            word.outcome,
+            word.amount,
+            word.currency,
+            attempt,
+        )
+        await orders.record_callback(session, event, _as_record(body))
+    delivered = await temporal_client.report_payment(temporal, event)
+    if not delivered and event.outcome == PaymentOutcome.SUCCEEDED:
+        await _report_stray(temporal, sessions, settings, event)
+
+
+def _as_record(body: bytes) -> dict:
+    """The callback as the inbox keeps it: a JSON body as it is, a form body as its fields."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
 
 
 async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEvent) -> None:
     """A capture reported after its checkout ended: unless it is the capture the order kept,
     it is a late or a second payment, and its own refund gives it back."""
     async with sessions() as session:
-        order = await orders.get(session, event.order_id)
-    if order is None:
-        log.warning(
-            "capture for an unknown order", order_id=event.order_id, payment_id=event.payment_id
-        )
-        return
+        order = await orders.get(session, event.order_id)  # its payment was opened: it exists
     if not order.status.is_final and event.payment_id != order.gateway_payment_id:
         # No checkout runs, yet the order never ended (terminated by hand?): support decides.
         log.error(

@@ -12,7 +12,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 
 from db.models import Entitlement, IdempotencyKey, Order
-from gateways.base import order_of_reference
+from gateways.sandbox import order_of_sandbox_reference
 from kassa import search
 from tests.support import buyer_acts, eventually, record_history
 from workflows.checkout import CheckoutWorkflow
@@ -205,7 +205,7 @@ async def test_declined_then_paid_on_a_second_attempt(stack, sandbox, storefront
     at_gateway = [
         p
         for p in sandbox.payments.values()
-        if order_of_reference(p["merchant_order_id"])[0] == order_id
+        if order_of_sandbox_reference(p["merchant_order_id"]) == order_id
     ]
     assert sorted(p["status"] for p in at_gateway) == ["declined", "succeeded"]
     events = [e["payload"]["type"] for e in storefront.for_order(order_id)]

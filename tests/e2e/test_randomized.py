@@ -16,7 +16,7 @@ from collections import Counter
 import httpx
 
 from gateways import build_gateways
-from gateways.base import order_of_reference
+from gateways.sandbox import order_of_sandbox_reference
 from tests.e2e.test_purchase import checkout_body, post_checkout
 from tests.support import eventually, reconcile
 from tooling.ledger_check import check as ledger_check
@@ -191,5 +191,5 @@ def payments_of(order: dict, sandbox) -> list[dict]:
     return [
         p
         for p in sandbox.payments.values()
-        if order_of_reference(p["merchant_order_id"])[0] == order["order_id"]
+        if order_of_sandbox_reference(p["merchant_order_id"]) == order["order_id"]
     ]

@@ -9,7 +9,7 @@ import httpx
 from temporalio.service import RPCError
 
 from db.models import StrayCapture
-from gateways.base import payment_reference
+from gateways.sandbox import sandbox_reference
 from kassa import search
 from kassa.ids import refund_workflow_id, stray_refund_id
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
@@ -120,7 +120,7 @@ async def test_a_capture_of_a_declined_attempt_is_refunded_and_the_retry_kept(
     stray = await eventually(lambda: _refunded(sessions, extra["id"]), timeout=30)
 
     assert (stray.kind, stray.amount, stray.status) == ("double_payment", 29700, "succeeded")
-    kept = sandbox.payments[sandbox.by_order[payment_reference(order_id, 2)]]
+    kept = sandbox.payments[sandbox.by_order[sandbox_reference(order_id, 2)]]
     assert (kept["status"], kept["refunded_amount"]) == ("succeeded", 0)
     assert sandbox.payments[extra["id"]]["refunded_amount"] == 29700
     assert (order["refunded_amount"], order["payment_attempts"]) == (0, 2)

@@ -67,7 +67,7 @@ async def test_query_and_close_an_unpaid_payment(adapter):
     request = new_payment()
     await adapter.create_payment(request)
     assert (await adapter.get_payment(request.merchant_order_id)).outcome == "pending"
-    assert await adapter.close_payment(request.merchant_order_id) == PaymentOutcome.CLOSED
+    assert (await adapter.close_payment(request.merchant_order_id)).outcome == PaymentOutcome.CLOSED
     assert (await adapter.get_payment(request.merchant_order_id)).outcome == "closed"
 
 
@@ -75,7 +75,8 @@ async def test_a_paid_payment_refuses_to_close_saying_it_is_paid(adapter):
     request = new_payment()
     session = await adapter.create_payment(request)
     await buyer_acts(session.payment_url, "succeeded")
-    assert await adapter.close_payment(request.merchant_order_id) == PaymentOutcome.SUCCEEDED
+    closed = await adapter.close_payment(request.merchant_order_id)
+    assert (closed.outcome, closed.amount) == (PaymentOutcome.SUCCEEDED, request.amount)
     assert (await adapter.get_payment(request.merchant_order_id)).outcome == "succeeded"
 
 
@@ -118,7 +119,7 @@ async def test_callbacks_are_signed_and_retried_until_the_merchant_accepts(adapt
         [event] = await eventually(lambda: merchant.accepted)
 
     assert merchant.attempts == 3
-    assert (event.order_id, event.outcome, event.amount) == (
+    assert (event.merchant_order_id, event.outcome, event.amount) == (
         request.merchant_order_id,
         PaymentOutcome.SUCCEEDED,
         4200,

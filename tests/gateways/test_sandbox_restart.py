@@ -86,7 +86,7 @@ async def test_a_pending_callback_is_delivered_after_a_restart_as_signed(tmp_pat
     [(headers, body)] = merchant.accepted()
     assert {body for _, _, body in merchant.deliveries} == {body}  # every attempt the same event
     event = adapter.parse_callback(headers, body)  # raises unless the signature verifies
-    assert (event.order_id, event.outcome, event.amount) == (
+    assert (event.merchant_order_id, event.outcome, event.amount) == (
         order_id,
         PaymentOutcome.SUCCEEDED,
         4200,

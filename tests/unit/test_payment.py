@@ -69,7 +69,13 @@ CASES = [
         ["pay_1b"],
     ),
     (
-        "a capture of another payment is a stray",
+        "a capture of another attempt's payment is a stray",
+        [word(PAID, attempt=2, payment="pay_other")],
+        Verdict.UNDECIDED,
+        ["pay_other"],
+    ),
+    (
+        "a capture of another payment under the same reference is a stray",
         [word(PAID, payment="pay_other")],
         Verdict.UNDECIDED,
         ["pay_other"],
@@ -103,9 +109,10 @@ def test_a_callback_before_the_payment_call_returned_counts():
 
 def test_the_same_event_id_is_heard_once():
     p = payment()
-    p.hear(word(PAID, 7, payment="pay_x"))
-    p.hear(word(PAID, 7, payment="pay_x"))
-    assert strays(p) == ["pay_x"]
+    p.hear(word(DECLINED, 7))
+    p.take(word(PAID, 8))  # asked, not heard: a capture of the declined page
+    p.hear(word(DECLINED, 7))  # the decline redelivered changes nothing
+    assert p.events_seen == {"evt_7"} and strays(p) == ["pay_1"]
 
 
 def test_close_finds_nothing_and_later_captures_are_strays():
@@ -227,7 +234,16 @@ def test_review_accepts_only_more_than_the_amount_in_the_orders_currency():
         less.check_review(ReviewDecision("x"), on_hold=False, status="fulfilled")
 
 
-def test_a_close_that_finds_someone_elses_capture_closes_the_payment():
+def test_a_close_that_finds_another_attempts_capture_closes_the_payment():
     p = payment()
-    p.closed_at_gateway(word(PAID, payment="pay_other"))
+    p.closed_at_gateway(word(PAID, attempt=2, payment="pay_other"))
     assert p.verdict == Verdict.CLOSED and strays(p) == ["pay_other"]
+
+
+def test_where_the_gateway_names_no_payment_at_creation_the_capture_id_tells_them_apart():
+    p = Payment(AMOUNT, "CNY", 3)
+    p.session = PaymentSession("alipay", None, None, datetime.now(UTC), qr_code="https://qr")
+    p.hear(word(PAID, 1, payment="trade_1"))
+    p.hear(word(PAID, 2, payment="trade_1"))  # the same capture, notified again
+    p.hear(word(PAID, 3, payment="trade_2"))  # another capture under the same reference
+    assert p.kept == "trade_1" and strays(p) == ["trade_2"]

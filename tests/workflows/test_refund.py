@@ -140,6 +140,27 @@ async def test_refund_settled_later_is_found_by_polling(
     assert (await order_row(sessions, checkout.order_id)).refunded_amount == 1200
 
 
+async def test_a_refund_the_gateway_does_not_know_is_asked_for_again(
+    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, sandbox
+):
+    """Alipay's refund query answers empty for a refund it never took: the status check
+    asks for it again under the same number (one refund at the gateway, never two)."""
+    await gateway_behaviour(refunds_settle="later")
+    checkout = await fulfilled()
+    handle = await refund(time_skipping_env, task_queue, checkout, 700)
+    refund_id = f"rf_{checkout.order_id}_1"
+    while refund_id not in sandbox.refunds:
+        await time_skipping_env.sleep(timedelta(seconds=1))
+    lost = sandbox.refunds.pop(refund_id)  # the gateway forgets it, money and all
+    sandbox.payments[lost["payment_id"]]["refunded_amount"] -= lost["amount"]
+    await gateway_behaviour(refunds_settle="instant")
+
+    assert (await handle.result()).status == RefundStatus.SUCCEEDED
+    assert (await order_row(sessions, checkout.order_id)).refunded_amount == 700
+    again = sandbox.refunds[refund_id]
+    assert (again["amount"], again["status"]) == (700, "succeeded")
+
+
 async def test_transient_gateway_failures_are_retried_with_one_refund(
     fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, sandbox
 ):

@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from gateways.base import payment_reference
+from gateways.sandbox import sandbox_reference
 from kassa.statuses import OrderStatus, PaymentOutcome
 from tests.support import buyer_acts, new_checkout, record_history
 from tests.workflows.conftest import (
@@ -24,7 +24,7 @@ from workflows.checkout import CheckoutWorkflow
 
 def attempts(sandbox, order_id: str, n: int) -> list[dict]:
     """The gateway payments of the order's attempts 1..n, as the gateway sees them."""
-    return [gateway_payment(sandbox, payment_reference(order_id, a)) for a in range(1, n + 1)]
+    return [gateway_payment(sandbox, sandbox_reference(order_id, a)) for a in range(1, n + 1)]
 
 
 async def decline(view, handle) -> None:
@@ -64,7 +64,7 @@ async def test_the_buyer_pays_on_the_second_attempt(started, sandbox, sessions):
     assert result.status == OrderStatus.FULFILLED
     one, two = attempts(sandbox, checkout.order_id, 2)
     assert (one["status"], two["status"]) == ("declined", "succeeded")
-    assert gateway_payment(sandbox, payment_reference(checkout.order_id, 3)) is None
+    assert gateway_payment(sandbox, sandbox_reference(checkout.order_id, 3)) is None
     order = await order_row(sessions, checkout.order_id)
     assert (order.payment_attempts, order.gateway_payment_id) == (2, two["id"])
     await record_history(handle, "checkout-paid-on-a-retry")
@@ -123,7 +123,7 @@ async def test_a_declined_payment_that_was_paid_after_all_is_kept(started, sandb
 
     assert answer.status.is_paid and answer.payment.attempt == 1
     assert result.status == OrderStatus.FULFILLED
-    assert gateway_payment(sandbox, payment_reference(checkout.order_id, 2)) is None
+    assert gateway_payment(sandbox, sandbox_reference(checkout.order_id, 2)) is None
     assert (await order_row(sessions, checkout.order_id)).payment_attempts == 1
 
 
@@ -143,7 +143,7 @@ async def test_paying_the_declined_page_while_a_retry_is_offered_keeps_it(starte
 
     assert (await handle.result()).status == OrderStatus.FULFILLED
     assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 0
-    assert gateway_payment(sandbox, payment_reference(checkout.order_id, 2)) is None
+    assert gateway_payment(sandbox, sandbox_reference(checkout.order_id, 2)) is None
 
 
 async def test_the_declined_payment_is_closed_before_the_order_fails(
