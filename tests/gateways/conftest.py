@@ -32,13 +32,14 @@ TIME_FACTOR = 0.001  # Alipay's notify schedule, compressed: 4m -> 0.24 s, 10m -
 @dataclass
 class Merchant:
     """Kassa's callback endpoint for every gateway: verifies with the adapter, keeps what it
-    received, and answers as each gateway needs, or `bad_replies` first (to be retried)."""
+    received, and answers as each gateway needs; but a callback whose body holds a key of
+    `bad_replies` (a payment id) gets that key's bad replies first (to be retried)."""
 
     adapters: dict = field(default_factory=dict)
     received: list[tuple[str, dict, bytes]] = field(default_factory=list)  # gateway, headers
     events: list = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-    bad_replies: dict[str, list[Response]] = field(default_factory=dict)
+    bad_replies: dict[bytes, list[Response]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.app = Starlette(routes=[Route("/{gateway}", self.receive, methods=["POST"])])
@@ -47,8 +48,9 @@ class Merchant:
         gateway = request.path_params["gateway"]
         body = await request.body()
         self.received.append((gateway, dict(request.headers), body))
-        if self.bad_replies.get(gateway):
-            return self.bad_replies[gateway].pop(0)
+        for marker, replies in self.bad_replies.items():
+            if marker in body and replies:
+                return replies.pop(0)
         try:
             event = self.adapters[gateway].parse_callback(request.headers, body)
         except KassaError as exc:

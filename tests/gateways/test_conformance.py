@@ -210,8 +210,9 @@ async def test_tampered_and_unsigned_callbacks_are_refused(gw):
 
 
 async def test_a_callback_is_retried_with_the_same_id_until_the_exact_reply(gw):
-    gw.merchant.bad_replies[gw.name] = [gw.bad_reply, gw.bad_reply]
-    _, session = await paid(gw)
+    session = await gw.adapter.create_payment(gw.new_payment())
+    gw.merchant.bad_replies[session.payment_id.encode()] = [gw.bad_reply, gw.bad_reply]
+    await gw.buyer(session.payment_url)
     [event] = await eventually(lambda: gw.merchant.events_of(session.payment_id))
 
     async def delivered():  # recorded once the merchant's answer is read
