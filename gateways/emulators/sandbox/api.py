@@ -58,7 +58,7 @@ def merchant_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
         faults = state.behaviour.faults
         if faults.slow_seconds:
             await asyncio.sleep(faults.slow_seconds)
-        if faults.roll("api_errors", faults.api_errors):
+        if faults.call_fails():
             return error(500, "internal_error")
         return None
 
@@ -122,6 +122,12 @@ def merchant_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
         if (failure := await api_fault()) is not None:
             return failure
         payment = state.lookup(order_id=merchant_order_id)
+        faults = state.behaviour.faults
+        if payment["status"] == "pending" and faults.roll(
+            "paid_before_close", faults.pay_before_close
+        ):  # the buyer pays while the close is on its way
+            payment["status"] = "succeeded"
+            outbox.save_and_emit("payment.succeeded", payment, payment["notify_url"])
         if payment["status"] == "succeeded":
             return error(409, "payment_already_paid", status="succeeded", id=payment["id"])
         if payment["status"] == "pending":

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import secrets
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from gateways.emulators.faults import Faults
+from gateways.emulators.faults import Faults, FaultsIn
 from gateways.emulators.sandbox.api import error, settle
 from gateways.emulators.sandbox.outbox import Outbox
+from gateways.emulators.sandbox.page import buyer_pays
 from gateways.emulators.sandbox.state import SandboxBehaviour, SandboxConfig, SandboxState, now
 
 
@@ -19,16 +21,10 @@ class SettleIn(BaseModel):
     outcome: Literal["succeeded", "failed"]
 
 
-class FaultsIn(BaseModel):
-    seed: int = 0
-    drop_callbacks: float = Field(0.0, ge=0, le=1)
-    duplicate_callbacks: int = Field(0, ge=0, le=10)
-    delay_callbacks: float = Field(0.0, ge=0, le=60)
-    reorder_callbacks: bool = False
-    api_errors: float = Field(0.0, ge=0, le=1)
-    lost_answers: float = Field(0.0, ge=0, le=1)
-    slow_seconds: float = Field(0.0, ge=0, le=30)
-    lose_next_answers: int = Field(0, ge=0, le=100)
+class BuyerIn(BaseModel):
+    payment: str = Field(min_length=1, max_length=2048)  # the payment_url the adapter returned
+    outcome: Literal["succeeded", "declined"]
+    amount: int | None = Field(None, gt=0, le=10**15)  # pay another amount than asked
 
 
 class BehaviourIn(BaseModel):
@@ -39,6 +35,16 @@ class BehaviourIn(BaseModel):
 
 def emulator_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) -> APIRouter:
     router = APIRouter(prefix="/_emulator")
+
+    @router.post("/buyer")
+    async def buyer(body: BuyerIn):
+        """Act as the buyer on a payment page (the same control on every emulator): pay or
+        decline the payment whose `payment_url` is given; 409 when it is no longer pending."""
+        payment_id = urlsplit(body.payment).path.rstrip("/").rpartition("/pay/")[2]
+        payment = state.lookup(payment_id or None)
+        if not buyer_pays(outbox, payment, body.outcome, body.amount):
+            return error(409, "payment_not_pending", status=payment["status"])
+        return payment
 
     @router.post("/refunds/{refund_request_no}/settle")
     async def settle_refund(refund_request_no: str, body: SettleIn):

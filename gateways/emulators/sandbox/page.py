@@ -52,15 +52,22 @@ def buyer_routes(state: SandboxState, outbox: Outbox) -> APIRouter:
         """The buyer presses Pay or Decline. Like a bank transfer or an editable QR code, a
         buyer can pay another `amount` than asked (the field is not on the page)."""
         payment = state.lookup(payment_id)
-        if payment["status"] != "pending":
-            return _render(payment, status_code=409)
-        payment["status"] = outcome
-        if amount is not None and outcome == "succeeded":
-            payment["amount"] = amount
-        outbox.save_and_emit(f"payment.{outcome}", payment, payment["notify_url"])
-        return _render(payment)
+        acted = buyer_pays(outbox, payment, outcome, amount)
+        return _render(payment, status_code=200 if acted else 409)
 
     return router
+
+
+def buyer_pays(outbox: Outbox, payment: dict, outcome: str, amount: int | None = None) -> bool:
+    """The buyer pays (another `amount`, maybe) or declines a pending payment, and the
+    merchant is told; False, and nothing happens, when the payment is no longer pending."""
+    if payment["status"] != "pending":
+        return False
+    payment["status"] = outcome
+    if amount is not None and outcome == "succeeded":
+        payment["amount"] = amount
+    outbox.save_and_emit(f"payment.{outcome}", payment, payment["notify_url"])
+    return True
 
 
 def _render(payment: dict, status_code: int = 200) -> HTMLResponse:

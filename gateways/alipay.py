@@ -1,0 +1,355 @@
+"""Kassa's adapter for Alipay (OpenAPI "gateway.do", RSA2 keys), on a shared httpx client;
+hand-written over gateways/alipay_protocol.py (no Alipay SDK at runtime). Its emulator lives
+in gateways/emulators/alipay/.
+
+How Alipay fits today's interface (gateways/base.py), and what changes with the reworked one:
+
+- Payments are face-to-face QR codes (`alipay.trade.precreate`): `PaymentSession.payment_url`
+  holds the QR content for now (the reworked interface will say qr or redirect;
+  `page_pay_url` already builds the PC cashier's redirect).
+- The payment id is the `out_trade_no`: precreate returns no `trade_no` (Alipay numbers a
+  trade only once the buyer scans), and the id known at creation must stay the payment's id,
+  or the capture would look like a stray. One out_trade_no is one trade: there is no second
+  capture under it, so `list_payments` holds at most one.
+- `out_trade_no` is derived from Kassa's reference (order id, attempt) by
+  `alipay_protocol.out_trade_no` (deterministic; decoded again in callbacks until the core
+  stores references in a table).
+- Not found (`ACQ.TRADE_NOT_EXIST`: a QR nobody scanned yet) is PENDING, never an error.
+- Close, then query: the answer is the trade's final state (`ACQ.TRADE_STATUS_ERROR` on a
+  close means paid, or already closed; `ACQ.TRADE_NOT_EXIST` means never scanned, and the
+  QR is dead past its `time_expire`, which every payment carries).
+- Refunds settle synchronously (`fund_change`); `out_request_no` is Kassa's refund number,
+  so asking again never refunds twice. Alipay's refund query needs the trade: the adapter
+  remembers the trade of each refund it requested (the reworked `get_refund` will be given
+  it). A refund the gateway does not know (empty query answer) raises GatewayRejected:
+  request it again with the same number.
+- Alipay has no decline: a failed payment leaves the trade WAIT_BUYER_PAY (the buyer tries
+  again on the same QR), so Alipay payments end paid, closed or expired.
+- Callbacks are form posts signed over their sorted parameters; the reply Alipay needs is
+  the exact body `success` (CALLBACK_REPLY), else it notifies again for 25 hours.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateways import alipay_protocol as protocol
+from gateways.base import (
+    GatewayError,
+    GatewayPayment,
+    GatewayRefund,
+    NewPayment,
+    NewRefund,
+    order_of_reference,
+)
+from kassa.contracts import PaymentEvent, PaymentSession, RefundEvent
+from kassa.errors import GatewayRejected, InvalidSignature, MalformedCallback
+from kassa.statuses import PaymentOutcome, RefundStatus
+
+# What Alipay needs to read back from notify_url: exactly these 7 bytes (no newline, no HTML,
+# any HTTP 200), or it notifies again (4m, 10m, 10m, 1h, 2h, 6h, 15h).
+CALLBACK_REPLY = protocol.NOTIFY_REPLY.encode()
+CALLBACK_REPLY_MEDIA_TYPE = "text/plain"
+
+PRODUCTION_GATEWAY = "https://openapi.alipay.com/gateway.do"
+
+_OUTCOMES = {
+    "WAIT_BUYER_PAY": PaymentOutcome.PENDING,
+    "TRADE_SUCCESS": PaymentOutcome.SUCCEEDED,
+    "TRADE_FINISHED": PaymentOutcome.SUCCEEDED,
+    "TRADE_CLOSED": PaymentOutcome.CLOSED,
+}
+# Refusals that say "try again" rather than "never": retried, same parameters.
+_RETRY_SUB_CODES = {"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.unknow-error"}
+RETRY_LATER = {408, 425, 429}
+
+
+class AlipayGateway:
+    name = "alipay"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        gateway_url: str,
+        app_id: str,
+        merchant_private_key: rsa.RSAPrivateKey | str | bytes,
+        alipay_public_key: rsa.RSAPublicKey | str | bytes,
+        timeout: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._url = gateway_url
+        self._app_id = app_id
+        self._private = (
+            merchant_private_key
+            if isinstance(merchant_private_key, rsa.RSAPrivateKey)
+            else protocol.load_private_key(merchant_private_key)
+        )
+        self._alipay = (
+            alipay_public_key
+            if isinstance(alipay_public_key, rsa.RSAPublicKey)
+            else protocol.load_public_key(alipay_public_key)
+        )
+        self._timeout = timeout
+        self._refund_trades: dict[str, str] = {}  # refund_no -> out_trade_no, see get_refund
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    def _signed(self, method: str, biz: dict, **common: str | None) -> dict[str, str]:
+        params = {
+            "app_id": self._app_id,
+            "method": method,
+            "format": "JSON",
+            "charset": protocol.CHARSET,
+            "timestamp": protocol.format_time(datetime.now(UTC)),
+            "version": protocol.VERSION,
+            "biz_content": json.dumps(biz, ensure_ascii=False, separators=(",", ":")),
+            **{k: v for k, v in common.items() if v},
+        }
+        return protocol.sign_request(params, self._private)
+
+    async def _call(self, method: str, biz: dict, handles: frozenset[str] = frozenset(), **common):
+        """The verified response object of a successful call, or of a business failure whose
+        sub_code is in `handles`. GatewayError when the outcome is unknown (transport, 5xx,
+        20000, ACQ.SYSTEM_ERROR, an answer that does not verify); GatewayRejected for a
+        refusal."""
+        params = self._signed(method, biz, **common)
+        try:
+            response = await self._http.post(self._url, data=params, timeout=self._timeout)
+        except httpx.HTTPError as exc:  # timeouts included: the outcome is unknown
+            raise GatewayError(f"alipay {method}: {exc!r}") from exc
+        if response.status_code >= 500 or response.status_code in RETRY_LATER:
+            raise GatewayError(f"alipay {method}: HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise GatewayRejected(f"alipay {method}: HTTP {response.status_code}")
+        try:
+            content, signed = protocol.open_response(method, response.content, self._alipay)
+        except protocol.ResponseError as exc:
+            raise GatewayError(f"alipay {method}: {exc}") from exc
+        code, sub_code = content.get("code"), content.get("sub_code", "")
+        if code == "20000" or sub_code in _RETRY_SUB_CODES:
+            raise GatewayError(f"alipay {method}: {code} {sub_code}: {content.get('sub_msg')}")
+        if not signed:  # gateway-level refusals only (our signature, app id, arguments)
+            if code in ("10000", "40004"):
+                raise GatewayError(f"alipay {method}: an unsigned {code} answer")
+            raise GatewayRejected(
+                f"alipay {method}: {code} {sub_code}: {content.get('sub_msg', '')[:200]}"
+            )
+        if code == "10000" or (code == "40004" and sub_code in handles):
+            return content
+        raise GatewayRejected(f"alipay {method}: {code} {sub_code}: {content.get('sub_msg')}")
+
+    # ---- payments ----------------------------------------------------------------------------
+
+    def _payment_biz(self, payment: NewPayment, out_trade_no: str) -> dict:
+        try:
+            total = protocol.to_yuan(payment.amount, payment.currency)
+            time_expire = protocol.format_time(payment.expires_at)
+        except ValueError as exc:
+            raise GatewayRejected(f"alipay: {exc}") from exc
+        return {
+            "out_trade_no": out_trade_no,
+            "total_amount": total,
+            "subject": protocol.clean_subject(payment.description),
+            "time_expire": time_expire,
+        }
+
+    async def create_payment(self, payment: NewPayment) -> PaymentSession:
+        out_trade_no = _out_trade_no(payment.merchant_order_id)
+        biz = self._payment_biz(payment, out_trade_no)
+        data = await self._call(
+            "alipay.trade.precreate",
+            biz | {"product_code": "FACE_TO_FACE_PAYMENT"},
+            notify_url=payment.notify_url,
+        )
+        return PaymentSession(
+            gateway=self.name,
+            payment_id=out_trade_no,
+            payment_url=data["qr_code"],
+            expires_at=payment.expires_at,
+        )
+
+    def page_pay_url(self, payment: NewPayment) -> str:
+        """The PC cashier (`alipay.trade.page.pay`) as a URL for the buyer's browser: a signed
+        redirect, no call to Alipay (for the reworked interface's redirect action)."""
+        out_trade_no = _out_trade_no(payment.merchant_order_id)
+        biz = self._payment_biz(payment, out_trade_no) | {"product_code": "FAST_INSTANT_TRADE_PAY"}
+        params = self._signed(
+            "alipay.trade.page.pay",
+            biz,
+            notify_url=payment.notify_url,
+            return_url=payment.return_url,
+        )
+        return f"{self._url}?{urlencode(params)}"
+
+    async def _query(self, out_trade_no: str) -> dict | None:
+        """The trade, or None while it does not exist (a QR nobody scanned)."""
+        data = await self._call(
+            "alipay.trade.query",
+            {"out_trade_no": out_trade_no},
+            handles=frozenset({"ACQ.TRADE_NOT_EXIST"}),
+        )
+        return data if data["code"] == "10000" else None
+
+    async def get_payment(self, merchant_order_id: str) -> GatewayPayment:
+        """PENDING (amount 0) while Alipay says the trade does not exist: never an error."""
+        out_trade_no = _out_trade_no(merchant_order_id)
+        data = await self._query(out_trade_no)
+        if data is None:
+            return GatewayPayment(
+                out_trade_no, merchant_order_id, PaymentOutcome.PENDING, 0, protocol.CURRENCY
+            )
+        return _payment(data, merchant_order_id)
+
+    async def list_payments(self, merchant_order_id: str) -> list[GatewayPayment]:
+        data = await self._query(_out_trade_no(merchant_order_id))
+        return [] if data is None else [_payment(data, merchant_order_id)]
+
+    async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
+        """Close, then ask: the trade's final state. TRADE_STATUS_ERROR (paid, or closed
+        already) and TRADE_NOT_EXIST (never scanned) are answers, not failures."""
+        out_trade_no = _out_trade_no(merchant_order_id)
+        for _ in range(3):  # the buyer may scan between our close and our query
+            await self._call(
+                "alipay.trade.close",
+                {"out_trade_no": out_trade_no},
+                handles=frozenset({"ACQ.TRADE_STATUS_ERROR", "ACQ.TRADE_NOT_EXIST"}),
+            )
+            data = await self._query(out_trade_no)
+            if data is None:  # never scanned: a dead QR once closed, or past its time_expire
+                return PaymentOutcome.CLOSED
+            outcome = _payment(data, merchant_order_id).outcome
+            if outcome != PaymentOutcome.PENDING:
+                return outcome
+        raise GatewayError(f"alipay: {out_trade_no} is still waiting for the buyer after a close")
+
+    # ---- refunds -----------------------------------------------------------------------------
+
+    async def refund(self, refund: NewRefund) -> GatewayRefund:
+        out_trade_no = refund.payment_id or _out_trade_no(refund.merchant_order_id)
+        try:
+            amount = protocol.to_yuan(refund.amount, refund.currency)
+        except ValueError as exc:
+            raise GatewayRejected(f"alipay: {exc}") from exc
+        self._refund_trades[refund.refund_no] = out_trade_no
+        await self._call(
+            "alipay.trade.refund",
+            {
+                "out_trade_no": out_trade_no,
+                "refund_amount": amount,
+                "out_request_no": refund.refund_no,
+                "refund_reason": protocol.clean_subject(refund.reason, limit=256, fallback="-"),
+            },
+        )
+        # 10000 means refunded (fund_change "N": refunded by an earlier request, this number)
+        return GatewayRefund(refund.refund_no, RefundStatus.SUCCEEDED, refund.amount)
+
+    async def get_refund(self, refund_no: str, payment_id: str | None = None) -> GatewayRefund:
+        out_trade_no = payment_id or self._refund_trades.get(refund_no)
+        if out_trade_no is None:
+            raise GatewayRejected(
+                f"alipay: which trade refund {refund_no} belongs to is not known here "
+                "(Alipay's refund query needs it)"
+            )
+        data = await self._call(
+            "alipay.trade.fastpay.refund.query",
+            {"out_trade_no": out_trade_no, "out_request_no": refund_no},
+        )
+        if not data.get("refund_amount") or data.get("refund_status", "REFUND_SUCCESS") != (
+            "REFUND_SUCCESS"
+        ):
+            raise GatewayRejected(
+                f"alipay: refund {refund_no} is unknown to Alipay: request it again, same number"
+            )
+        try:
+            amount = protocol.from_yuan(data["refund_amount"])
+        except ValueError as exc:
+            raise GatewayError(f"alipay: refund query: {exc}") from exc
+        return GatewayRefund(refund_no, RefundStatus.SUCCEEDED, amount)
+
+    # ---- callbacks ---------------------------------------------------------------------------
+
+    def parse_callback(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> PaymentEvent | RefundEvent | None:
+        """A notify (a form post). Verified with Alipay's public key; refund notices (they
+        carry `out_biz_no`, the refund number) become RefundEvents; the notify_id, the same
+        on every retry, is the event id. Reply CALLBACK_REPLY."""
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidSignature(f"not a form body: {exc}") from exc
+        params = dict(pairs)
+        if len(params) != len(pairs):
+            raise InvalidSignature("a parameter appears twice")
+        try:
+            protocol.verify_notify(params, self._alipay)
+        except ValueError as exc:
+            raise InvalidSignature(str(exc)) from exc
+        if params.get("app_id") != self._app_id:
+            raise MalformedCallback(f"a notify for another app: {params.get('app_id')!r}")
+        if params.get("notify_type") != "trade_status_sync":
+            return None
+        notify_id, out_trade_no = params.get("notify_id"), params.get("out_trade_no", "")
+        if not notify_id or len(notify_id) > 128:
+            raise MalformedCallback("no notify_id")
+        if refund_no := params.get("out_biz_no"):
+            return RefundEvent(self.name, notify_id, refund_no, RefundStatus.SUCCEEDED)
+        status = params.get("trade_status")
+        if status == "WAIT_BUYER_PAY":
+            return None
+        if status not in _OUTCOMES:
+            raise MalformedCallback(f"unknown trade_status {status!r}")
+        reference = protocol.order_of_out_trade_no(out_trade_no)
+        if reference is None:
+            raise MalformedCallback(f"not an out_trade_no Kassa made: {out_trade_no!r}")
+        try:
+            amount = protocol.from_yuan(params.get("total_amount", ""))
+        except ValueError as exc:
+            raise MalformedCallback(str(exc)) from exc
+        order_id, attempt = reference
+        return PaymentEvent(
+            gateway=self.name,
+            event_id=notify_id,
+            order_id=order_id,
+            payment_id=out_trade_no,
+            outcome=_OUTCOMES[status],
+            amount=amount,
+            currency=protocol.CURRENCY,
+            attempt=attempt,
+        )
+
+
+def _out_trade_no(merchant_order_id: str) -> str:
+    """Alipay's out_trade_no for Kassa's reference (`payment_reference`: order id, `~n`)."""
+    order_id, attempt = order_of_reference(merchant_order_id)
+    try:
+        return protocol.out_trade_no(order_id, attempt)
+    except ValueError as exc:
+        raise GatewayRejected(f"alipay: {exc}") from exc
+
+
+def _payment(data: dict, merchant_order_id: str) -> GatewayPayment:
+    status = data.get("trade_status")
+    if status not in _OUTCOMES:
+        raise GatewayError(f"alipay: unknown trade_status {status!r}")
+    try:
+        amount = protocol.from_yuan(data.get("total_amount", ""))
+    except ValueError as exc:
+        raise GatewayError(f"alipay: {exc}") from exc
+    outcome, refunded = _OUTCOMES[status], 0
+    if status == "TRADE_CLOSED" and data.get("send_pay_date"):  # paid, then refunded in full
+        outcome, refunded = PaymentOutcome.SUCCEEDED, amount
+    return GatewayPayment(
+        payment_id=data.get("out_trade_no") or _out_trade_no(merchant_order_id),
+        merchant_order_id=merchant_order_id,
+        outcome=outcome,
+        amount=amount,
+        currency=protocol.CURRENCY,
+        refunded_amount=refunded,
+    )
