@@ -24,28 +24,39 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _complete(generate(), settings, _gateway_names(app, settings))
+            _complete(generate(), settings, _gateways(app, settings))
         return app.openapi_schema
 
     app.openapi = openapi
 
 
-def _gateway_names(app: FastAPI, settings: Settings) -> list[str]:
-    """The gateways the running app accepts (its lifespan built them); before it runs, the
-    ones it will build (only their names are read)."""
+def _gateways(app: FastAPI, settings: Settings) -> dict[str, frozenset[str] | None]:
+    """The gateways the running app accepts (its lifespan built them; before it runs, the
+    ones it will build) and the currencies each takes (None: any)."""
     gateways = getattr(app.state, "gateways", None)
     if gateways is None:
         gateways = build_gateways(settings, httpx.AsyncClient())
-    return sorted(gateways)
+    return {name: gateways[name].currencies for name in sorted(gateways)}
 
 
-def _complete(schema: dict[str, Any], settings: Settings, gateways: list[str]) -> None:
+def _complete(
+    schema: dict[str, Any], settings: Settings, currencies: dict[str, frozenset[str] | None]
+) -> None:
+    gateways = list(currencies)
     components = schema.setdefault("components", {})
     models = components.setdefault("schemas", {})
     models["Problem"] = problems.PROBLEM_SCHEMA
 
     checkout, item = models["CheckoutIn"]["properties"], models["LineItemIn"]["properties"]
     checkout["gateway"]["enum"] = gateways
+    # A gateway that takes some currencies only: the body is one of these shapes.
+    if any(taken is not None for taken in currencies.values()):
+        models["CheckoutIn"]["anyOf"] = [
+            {"properties": {"gateway": {"const": name}}}
+            if taken is None
+            else {"properties": {"gateway": {"const": name}, "currency": {"enum": sorted(taken)}}}
+            for name, taken in currencies.items()
+        ]
     checkout["items"]["maxItems"] = settings.max_items
     item["quantity"]["maximum"] = settings.max_quantity
     item["unit_amount"]["maximum"] = settings.max_unit_amount

@@ -197,3 +197,19 @@ def as_input(refund: Refund, gateway: str) -> RefundInput:
         refund.reason,
         refund.requested_by,
     )
+
+
+async def numbers_of_payment(
+    session: AsyncSession, order_id: str, payment_id: str | None, kept: bool
+) -> list[str]:
+    """The refund numbers Kassa asked a gateway for against one payment: the order's own
+    refunds when it is the payment the order kept, and a stray capture's refund."""
+    numbers = []
+    if kept:
+        numbers += await session.scalars(
+            select(Refund.refund_id).where(Refund.order_id == order_id)
+        )
+    numbers += await session.scalars(
+        select(StrayCapture.refund_id).where(StrayCapture.payment_id == payment_id)
+    )
+    return list(numbers)

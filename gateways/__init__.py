@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
+from gateways.alipay import AlipayGateway
 from gateways.base import PaymentGateway
 from gateways.sandbox import SandboxGateway
 from kassa.settings import Settings
@@ -11,7 +14,7 @@ from kassa.settings import Settings
 
 def build_gateways(settings: Settings, http: httpx.AsyncClient) -> dict[str, PaymentGateway]:
     """Every gateway this deployment can use, by the name the API accepts."""
-    return {
+    gateways: dict[str, PaymentGateway] = {
         "sandbox": SandboxGateway(
             http,
             settings.sandbox_url,
@@ -20,3 +23,13 @@ def build_gateways(settings: Settings, http: httpx.AsyncClient) -> dict[str, Pay
             settings.callback_tolerance_seconds,
         ),
     }
+    keys = settings.alipay_keys_dir or settings.data_dir / "keys" / "alipay"
+    if (keys / "settings.json").is_file():
+        gateways["alipay"] = AlipayGateway(
+            http,
+            settings.alipay_gateway_url,
+            json.loads((keys / "settings.json").read_text())["app_id"],
+            (keys / "merchant_private.pem").read_bytes(),
+            (keys / "gateway_public.pem").read_bytes(),
+        )
+    return gateways

@@ -2,31 +2,27 @@
 hand-written over gateways/alipay_protocol.py (no Alipay SDK at runtime). Its emulator lives
 in gateways/emulators/alipay/.
 
-How Alipay fits today's interface (gateways/base.py), and what changes with the reworked one:
+How Alipay fits the interface (gateways/base.py):
 
-- Payments are face-to-face QR codes (`alipay.trade.precreate`): `PaymentSession.payment_url`
-  holds the QR content for now (the reworked interface will say qr or redirect;
-  `page_pay_url` already builds the PC cashier's redirect).
-- The payment id is the `out_trade_no`: precreate returns no `trade_no` (Alipay numbers a
-  trade only once the buyer scans), and the id known at creation must stay the payment's id,
-  or the capture would look like a stray. One out_trade_no is one trade: there is no second
-  capture under it, so `list_payments` holds at most one.
-- `out_trade_no` is derived from Kassa's reference (order id, attempt) by
-  `alipay_protocol.out_trade_no` (deterministic; decoded again in callbacks until the core
-  stores references in a table).
-- Not found (`ACQ.TRADE_NOT_EXIST`: a QR nobody scanned yet) is PENDING, never an error.
+- Payments are face-to-face QR codes (`alipay.trade.precreate`): the session carries the QR
+  content (`qr_code`) and no page URL; `page_pay_url` builds the PC cashier's redirect.
+- The merchant reference is the `out_trade_no` (`reference`: the order id with `_` doubled and
+  `.`, `:`, `-` escaped, `_a<n>` for a retry; hashed when that does not fit in 64), stored by
+  the core with its order and attempt. Alipay numbers a trade (`trade_no`) only once the buyer
+  scans, so the session names no payment id; the capture's id in words from Alipay is the
+  `trade_no`. One out_trade_no is one trade: `list_payments` holds at most one.
+- Not found (`ACQ.TRADE_NOT_EXIST`: a QR nobody scanned yet) is NOT_FOUND, never an error.
 - Close, then query: the answer is the trade's final state (`ACQ.TRADE_STATUS_ERROR` on a
   close means paid, or already closed; `ACQ.TRADE_NOT_EXIST` means never scanned, and the
   QR is dead past its `time_expire`, which every payment carries).
 - Refunds settle synchronously (`fund_change`); `out_request_no` is Kassa's refund number,
-  so asking again never refunds twice. Alipay's refund query needs the trade: the adapter
-  remembers the trade of each refund it requested (the reworked `get_refund` will be given
-  it). A refund the gateway does not know (empty query answer) raises GatewayRejected:
-  request it again with the same number.
+  so asking again never refunds twice. A refund the query does not know (an empty answer)
+  is `status None`: the core asks for it again with the same number.
 - Alipay has no decline: a failed payment leaves the trade WAIT_BUYER_PAY (the buyer tries
   again on the same QR), so Alipay payments end paid, closed or expired.
 - Callbacks are form posts signed over their sorted parameters; the reply Alipay needs is
-  the exact body `success` (CALLBACK_REPLY), else it notifies again for 25 hours.
+  the exact body `success` (`callback_reply`), else it notifies again for 25 hours.
+- CNY only (`currencies`), checked at POST /v1/checkouts.
 """
 
 from __future__ import annotations
@@ -41,21 +37,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateways import alipay_protocol as protocol
 from gateways.base import (
+    CallbackReply,
     GatewayError,
     GatewayPayment,
     GatewayRefund,
     NewPayment,
     NewRefund,
-    order_of_reference,
+    PaymentWord,
 )
-from kassa.contracts import PaymentEvent, PaymentSession, RefundEvent
+from kassa.contracts import PaymentSession, RefundEvent
 from kassa.errors import GatewayRejected, InvalidSignature, MalformedCallback
 from kassa.statuses import PaymentOutcome, RefundStatus
-
-# What Alipay needs to read back from notify_url: exactly these 7 bytes (no newline, no HTML,
-# any HTTP 200), or it notifies again (4m, 10m, 10m, 1h, 2h, 6h, 15h).
-CALLBACK_REPLY = protocol.NOTIFY_REPLY.encode()
-CALLBACK_REPLY_MEDIA_TYPE = "text/plain"
 
 PRODUCTION_GATEWAY = "https://openapi.alipay.com/gateway.do"
 
@@ -72,6 +64,10 @@ RETRY_LATER = {408, 425, 429}
 
 class AlipayGateway:
     name = "alipay"
+    currencies = frozenset({protocol.CURRENCY})
+    # What Alipay needs to read back from notify_url: exactly these 7 bytes (no newline, no
+    # HTML, any HTTP 200), or it notifies again (4m, 10m, 10m, 1h, 2h, 6h, 15h).
+    callback_reply = CallbackReply(protocol.NOTIFY_REPLY, "text/plain")
 
     def __init__(
         self,
@@ -96,7 +92,12 @@ class AlipayGateway:
             else protocol.load_public_key(alipay_public_key)
         )
         self._timeout = timeout
-        self._refund_trades: dict[str, str] = {}  # refund_no -> out_trade_no, see get_refund
+
+    def reference(self, order_id: str, attempt: int) -> str:
+        try:
+            return protocol.out_trade_no(order_id, attempt)
+        except ValueError as exc:
+            raise GatewayRejected(f"alipay: {exc}") from exc
 
     # ---- requests ----------------------------------------------------------------------------
 
@@ -160,7 +161,7 @@ class AlipayGateway:
         }
 
     async def create_payment(self, payment: NewPayment) -> PaymentSession:
-        out_trade_no = _out_trade_no(payment.merchant_order_id)
+        out_trade_no = payment.merchant_order_id
         biz = self._payment_biz(payment, out_trade_no)
         data = await self._call(
             "alipay.trade.precreate",
@@ -169,15 +170,16 @@ class AlipayGateway:
         )
         return PaymentSession(
             gateway=self.name,
-            payment_id=out_trade_no,
-            payment_url=data["qr_code"],
+            payment_id=None,  # Alipay numbers the trade once the buyer scans
+            payment_url=None,
             expires_at=payment.expires_at,
+            qr_code=data["qr_code"],
         )
 
     def page_pay_url(self, payment: NewPayment) -> str:
         """The PC cashier (`alipay.trade.page.pay`) as a URL for the buyer's browser: a signed
         redirect, no call to Alipay (for the reworked interface's redirect action)."""
-        out_trade_no = _out_trade_no(payment.merchant_order_id)
+        out_trade_no = payment.merchant_order_id
         biz = self._payment_biz(payment, out_trade_no) | {"product_code": "FAST_INSTANT_TRADE_PAY"}
         params = self._signed(
             "alipay.trade.page.pay",
@@ -197,46 +199,41 @@ class AlipayGateway:
         return data if data["code"] == "10000" else None
 
     async def get_payment(self, merchant_order_id: str) -> GatewayPayment:
-        """PENDING (amount 0) while Alipay says the trade does not exist: never an error."""
-        out_trade_no = _out_trade_no(merchant_order_id)
-        data = await self._query(out_trade_no)
+        """NOT_FOUND while Alipay says the trade does not exist: never an error."""
+        data = await self._query(merchant_order_id)
         if data is None:
-            return GatewayPayment(
-                out_trade_no, merchant_order_id, PaymentOutcome.PENDING, 0, protocol.CURRENCY
-            )
+            return GatewayPayment(merchant_order_id, PaymentOutcome.NOT_FOUND)
         return _payment(data, merchant_order_id)
 
     async def list_payments(self, merchant_order_id: str) -> list[GatewayPayment]:
-        data = await self._query(_out_trade_no(merchant_order_id))
+        data = await self._query(merchant_order_id)
         return [] if data is None else [_payment(data, merchant_order_id)]
 
-    async def close_payment(self, merchant_order_id: str) -> PaymentOutcome:
+    async def close_payment(self, merchant_order_id: str) -> GatewayPayment:
         """Close, then ask: the trade's final state. TRADE_STATUS_ERROR (paid, or closed
         already) and TRADE_NOT_EXIST (never scanned) are answers, not failures."""
-        out_trade_no = _out_trade_no(merchant_order_id)
         for _ in range(3):  # the buyer may scan between our close and our query
             await self._call(
                 "alipay.trade.close",
-                {"out_trade_no": out_trade_no},
+                {"out_trade_no": merchant_order_id},
                 handles=frozenset({"ACQ.TRADE_STATUS_ERROR", "ACQ.TRADE_NOT_EXIST"}),
             )
-            data = await self._query(out_trade_no)
+            data = await self._query(merchant_order_id)
             if data is None:  # never scanned: a dead QR once closed, or past its time_expire
-                return PaymentOutcome.CLOSED
-            outcome = _payment(data, merchant_order_id).outcome
-            if outcome != PaymentOutcome.PENDING:
-                return outcome
-        raise GatewayError(f"alipay: {out_trade_no} is still waiting for the buyer after a close")
+                return GatewayPayment(merchant_order_id, PaymentOutcome.CLOSED)
+            payment = _payment(data, merchant_order_id)
+            if payment.outcome != PaymentOutcome.PENDING:
+                return payment
+        raise GatewayError(f"alipay: {merchant_order_id} still waits for the buyer after a close")
 
     # ---- refunds -----------------------------------------------------------------------------
 
     async def refund(self, refund: NewRefund) -> GatewayRefund:
-        out_trade_no = refund.payment_id or _out_trade_no(refund.merchant_order_id)
+        out_trade_no = refund.merchant_order_id  # one trade per out_trade_no
         try:
             amount = protocol.to_yuan(refund.amount, refund.currency)
         except ValueError as exc:
             raise GatewayRejected(f"alipay: {exc}") from exc
-        self._refund_trades[refund.refund_no] = out_trade_no
         await self._call(
             "alipay.trade.refund",
             {
@@ -249,23 +246,15 @@ class AlipayGateway:
         # 10000 means refunded (fund_change "N": refunded by an earlier request, this number)
         return GatewayRefund(refund.refund_no, RefundStatus.SUCCEEDED, refund.amount)
 
-    async def get_refund(self, refund_no: str, payment_id: str | None = None) -> GatewayRefund:
-        out_trade_no = payment_id or self._refund_trades.get(refund_no)
-        if out_trade_no is None:
-            raise GatewayRejected(
-                f"alipay: which trade refund {refund_no} belongs to is not known here "
-                "(Alipay's refund query needs it)"
-            )
+    async def get_refund(self, refund_no: str, merchant_order_id: str) -> GatewayRefund:
         data = await self._call(
             "alipay.trade.fastpay.refund.query",
-            {"out_trade_no": out_trade_no, "out_request_no": refund_no},
+            {"out_trade_no": merchant_order_id, "out_request_no": refund_no},
         )
         if not data.get("refund_amount") or data.get("refund_status", "REFUND_SUCCESS") != (
             "REFUND_SUCCESS"
         ):
-            raise GatewayRejected(
-                f"alipay: refund {refund_no} is unknown to Alipay: request it again, same number"
-            )
+            return GatewayRefund(refund_no, None)  # unknown to Alipay: ask again, same number
         try:
             amount = protocol.from_yuan(data["refund_amount"])
         except ValueError as exc:
@@ -276,10 +265,10 @@ class AlipayGateway:
 
     def parse_callback(
         self, headers: Mapping[str, str], body: bytes
-    ) -> PaymentEvent | RefundEvent | None:
+    ) -> PaymentWord | RefundEvent | None:
         """A notify (a form post). Verified with Alipay's public key; refund notices (they
         carry `out_biz_no`, the refund number) become RefundEvents; the notify_id, the same
-        on every retry, is the event id. Reply CALLBACK_REPLY."""
+        on every retry, is the event id. Reply `callback_reply`."""
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -305,33 +294,20 @@ class AlipayGateway:
             return None
         if status not in _OUTCOMES:
             raise MalformedCallback(f"unknown trade_status {status!r}")
-        reference = protocol.order_of_out_trade_no(out_trade_no)
-        if reference is None:
-            raise MalformedCallback(f"not an out_trade_no Kassa made: {out_trade_no!r}")
+        if not protocol.OUT_TRADE_NO_PATTERN.match(out_trade_no):
+            raise MalformedCallback(f"not an out_trade_no: {out_trade_no!r}")
         try:
             amount = protocol.from_yuan(params.get("total_amount", ""))
         except ValueError as exc:
             raise MalformedCallback(str(exc)) from exc
-        order_id, attempt = reference
-        return PaymentEvent(
-            gateway=self.name,
+        return PaymentWord(
             event_id=notify_id,
-            order_id=order_id,
-            payment_id=out_trade_no,
+            merchant_order_id=out_trade_no,
+            payment_id=params.get("trade_no") or out_trade_no,
             outcome=_OUTCOMES[status],
             amount=amount,
             currency=protocol.CURRENCY,
-            attempt=attempt,
         )
-
-
-def _out_trade_no(merchant_order_id: str) -> str:
-    """Alipay's out_trade_no for Kassa's reference (`payment_reference`: order id, `~n`)."""
-    order_id, attempt = order_of_reference(merchant_order_id)
-    try:
-        return protocol.out_trade_no(order_id, attempt)
-    except ValueError as exc:
-        raise GatewayRejected(f"alipay: {exc}") from exc
 
 
 def _payment(data: dict, merchant_order_id: str) -> GatewayPayment:
@@ -342,11 +318,12 @@ def _payment(data: dict, merchant_order_id: str) -> GatewayPayment:
         amount = protocol.from_yuan(data.get("total_amount", ""))
     except ValueError as exc:
         raise GatewayError(f"alipay: {exc}") from exc
-    outcome, refunded = _OUTCOMES[status], 0
+    # Alipay's query does not say how much of a trade was refunded, unless all of it was.
+    outcome, refunded = _OUTCOMES[status], None
     if status == "TRADE_CLOSED" and data.get("send_pay_date"):  # paid, then refunded in full
         outcome, refunded = PaymentOutcome.SUCCEEDED, amount
     return GatewayPayment(
-        payment_id=data.get("out_trade_no") or _out_trade_no(merchant_order_id),
+        payment_id=data.get("trade_no") or merchant_order_id,
         merchant_order_id=merchant_order_id,
         outcome=outcome,
         amount=amount,

@@ -38,7 +38,7 @@ class GatewayPayment:
     payment_id: str | None = None  # the capture's id; None while there is none
     amount: int = 0
     currency: str = ""
-    refunded_amount: int = 0
+    refunded_amount: int | None = 0  # None: the gateway does not say (ask per refund)
 
 
 @dataclass(frozen=True)

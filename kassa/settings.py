@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # (gateways/emulators/faults.py lists the knobs).
     sandbox_faults: dict = {}
 
+    # Alipay: its gateway.do (production: https://openapi.alipay.com/gateway.do; the dev stack
+    # runs an emulator on alipay_port) and a keys folder with merchant_private.pem,
+    # gateway_public.pem (Alipay's public key) and settings.json ({"app_id": …}); default
+    # <data_dir>/keys/alipay, where the emulator writes development keys on first start.
+    # Without keys there, Kassa offers no Alipay.
+    alipay_gateway_url: str = "http://127.0.0.1:8002/gateway.do"
+    alipay_port: int = 8002
+    alipay_keys_dir: Path | None = None
+
     # Outgoing webhooks to the storefront (Standard Webhooks); unset: not sent.
     storefront_webhook_url: str | None = None
     storefront_webhook_secret: str = DEV_STOREFRONT_WEBHOOK_SECRET

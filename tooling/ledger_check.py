@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from db import gateway_payments, ledger
+from db import gateway_payments, ledger, refunds
 from gateways.base import PaymentGateway, payments_of_order
-from kassa.statuses import OrderStatus, PaymentOutcome
+from kassa.statuses import OrderStatus, PaymentOutcome, RefundStatus
 
 
 async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway]) -> list[str]:
@@ -38,13 +38,36 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
         async with sessions() as session:
             references = await gateway_payments.of_order(session, order.order_id)
         payments = await payments_of_order(gateway, references)
-        at_gateway = sum(
-            (p.amount if p.outcome == PaymentOutcome.SUCCEEDED else 0) - p.refunded_amount
-            for _, p in payments
-        )
+        at_gateway = 0
+        for attempt, payment in payments:
+            if payment.outcome == PaymentOutcome.SUCCEEDED:
+                at_gateway += payment.amount
+            if payment.refunded_amount is not None:
+                at_gateway -= payment.refunded_amount
+            else:  # the gateway says per refund only: ask it about each of ours
+                at_gateway -= await _refunded_at(sessions, gateway, order, attempt, payment)
         if held_amount != at_gateway:
             problems.append(
                 f"order {order.order_id}: ledger says the gateway holds "
                 f"{held_amount}, the gateway says {at_gateway}"
             )
     return problems
+
+
+async def _refunded_at(sessions, gateway, order, attempt: int, payment) -> int:
+    """What the gateway confirms it refunded of one payment, asked refund by refund: the
+    order's refunds (of the payment it kept) and the refund of a stray capture."""
+    async with sessions() as session:
+        numbers = await refunds.numbers_of_payment(
+            session,
+            order.order_id,
+            payment.payment_id,
+            kept=payment.payment_id == order.gateway_payment_id,
+        )
+    reference = gateway.reference(order.order_id, attempt)
+    confirmed = 0
+    for number in numbers:
+        answer = await gateway.get_refund(number, reference)
+        if answer.status == RefundStatus.SUCCEEDED:
+            confirmed += answer.amount
+    return confirmed

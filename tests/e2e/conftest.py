@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest_asyncio.fixture(scope="session", autouse=True)
-async def ledger_audit(settings, sessions, sandbox):
+async def ledger_audit(settings, sessions, sandbox, alipay):
     yield
     async with httpx.AsyncClient() as http:
         problems = await ledger_check(sessions, build_gateways(settings, http))

@@ -24,6 +24,8 @@ async def run_check(settings) -> tuple[int, str]:
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "KASSA_SANDBOX_URL": settings.sandbox_url,
+        "KASSA_ALIPAY_GATEWAY_URL": settings.alipay_gateway_url,
+        "KASSA_ALIPAY_KEYS_DIR": str(settings.alipay_keys_dir),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

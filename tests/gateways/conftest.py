@@ -15,14 +15,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateways.alipay import CALLBACK_REPLY, CALLBACK_REPLY_MEDIA_TYPE, AlipayGateway
-from gateways.base import NewPayment
+from gateways.alipay import AlipayGateway
+from gateways.base import NewPayment, PaymentWord
 from gateways.emulators.alipay import AlipayConfig
 from gateways.emulators.alipay import create_app as create_alipay
 from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
 from gateways.sandbox import SandboxGateway
+from kassa.contracts import PaymentSession
 from kassa.errors import KassaError
+from kassa.statuses import PaymentOutcome
 from tests.support import free_port, serving
 
 SANDBOX_KEY, SANDBOX_SECRET = "sandbox_sk_gw_tests", "sandbox_whsec_gw_tests"
@@ -32,8 +34,9 @@ TIME_FACTOR = 0.001  # Alipay's notify schedule, compressed: 4m -> 0.24 s, 10m -
 @dataclass
 class Merchant:
     """Kassa's callback endpoint for every gateway: verifies with the adapter, keeps what it
-    received, and answers as each gateway needs; but a callback whose body holds a key of
-    `bad_replies` (a payment id) gets that key's bad replies first (to be retried)."""
+    received, and answers what the adapter says its gateway needs (`callback_reply`); but a
+    callback whose body holds a key of `bad_replies` (a merchant reference) gets that key's
+    bad replies first (to be retried)."""
 
     adapters: dict = field(default_factory=dict)
     received: list[tuple[str, dict, bytes]] = field(default_factory=list)  # gateway, headers
@@ -57,12 +60,25 @@ class Merchant:
             self.refused.append(type(exc).__name__)
             return JSONResponse(exc.problem(), status_code=exc.status)
         self.events.append(event)
-        if gateway == "alipay":
-            return Response(CALLBACK_REPLY, media_type=CALLBACK_REPLY_MEDIA_TYPE)
-        return JSONResponse({"ok": True})
+        reply = self.adapters[gateway].callback_reply
+        return Response(reply.body, media_type=reply.media_type)
 
-    def events_of(self, payment_id: str) -> list:
-        return [e for e in self.events if getattr(e, "payment_id", None) == payment_id]
+    def events_of(self, reference: str) -> list[PaymentWord]:
+        """What the callbacks said about the payment opened under `reference`."""
+        words = [e for e in self.events if isinstance(e, PaymentWord)]
+        return [w for w in words if w.merchant_order_id == reference]
+
+
+def new_order_id() -> str:
+    """An order id with the characters Alipay's references must escape."""
+    return f"ord-{uuid.uuid4().hex[:10]}.x:1"
+
+
+def action(session: PaymentSession) -> str:
+    """What the buyer acts on: the page to go to, or the QR code to scan."""
+    acted_on = session.payment_url or session.qr_code
+    assert acted_on, f"a session with nothing for the buyer: {session}"
+    return acted_on
 
 
 @dataclass
@@ -77,14 +93,20 @@ class Harness:
     merchant_url: str
     http: httpx.AsyncClient
     bad_reply: Response  # an answer the gateway does not take for an acknowledgement
+    before_buyer: PaymentOutcome  # what the query says before the buyer opens or scans
 
     def new_payment(
-        self, amount: int = 4200, expires_in: timedelta = timedelta(minutes=15), **overrides
+        self,
+        amount: int = 4200,
+        expires_in: timedelta = timedelta(minutes=15),
+        order_id: str | None = None,
+        attempt: int = 1,
+        **overrides,
     ) -> NewPayment:
+        """The order's `attempt`-th payment (a new order unless `order_id` is given), under
+        the reference the adapter derives for it."""
         return NewPayment(
-            merchant_order_id=overrides.pop(
-                "merchant_order_id", f"ord-{uuid.uuid4().hex[:10]}.x:1"
-            ),
+            merchant_order_id=self.adapter.reference(order_id or new_order_id(), attempt),
             amount=amount,
             currency=overrides.pop("currency", "CNY"),
             description=overrides.pop("description", "1 × Python 101"),
@@ -115,12 +137,25 @@ class Harness:
     async def state(self) -> dict:
         return (await self.http.get(f"{self.emulator_url}/_emulator/state")).json()
 
-    async def refunded(self, payment_id: str) -> int:
-        """What the gateway itself says it gave back for the payment."""
+    async def _payment_state(self, reference: str) -> dict:
+        """The gateway's own record of the one payment opened under `reference`."""
         state = await self.state()
         if self.name == "sandbox":
-            return state["payments"][payment_id]["refunded_amount"]
-        return state["trades"][payment_id]["refund_fee"]
+            [payment] = [
+                p for p in state["payments"].values() if p["merchant_order_id"] == reference
+            ]
+            return payment
+        return state["trades"][reference]
+
+    async def refunded(self, reference: str) -> int:
+        """What the gateway itself says it gave back for the payment."""
+        payment = await self._payment_state(reference)
+        return payment["refunded_amount" if self.name == "sandbox" else "refund_fee"]
+
+    async def captured_id(self, reference: str) -> str | None:
+        """The gateway's own id of the payment (Alipay: the trade_no, once scanned)."""
+        payment = await self._payment_state(reference)
+        return payment["id" if self.name == "sandbox" else "trade_no"]
 
     async def deliveries(self, event_id: str) -> list[str]:
         """Every delivery attempt of a callback: what the merchant answered, in order."""
@@ -199,6 +234,7 @@ async def alipay_harness(alipay_emulator, merchant, gateway_http) -> Harness:
         merchant.url,
         gateway_http,
         Response(b"fail", media_type="text/plain"),
+        PaymentOutcome.NOT_FOUND,  # a QR nobody scanned is no trade yet
     )
 
 
@@ -217,4 +253,5 @@ async def sandbox_harness(sandbox_emulator, merchant, gateway_http) -> Harness:
         merchant.url,
         gateway_http,
         JSONResponse({"error": "try later"}, status_code=503),
+        PaymentOutcome.PENDING,
     )

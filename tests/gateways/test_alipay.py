@@ -15,10 +15,11 @@ import pytest_asyncio
 
 from gateways import alipay_protocol as protocol
 from gateways.alipay import AlipayGateway
-from gateways.base import GatewayError, NewRefund
+from gateways.base import GatewayError, NewRefund, PaymentWord
 from gateways.emulators.alipay import ensure_keys
 from kassa.contracts import RefundEvent
 from kassa.errors import GatewayRejected, MalformedCallback
+from tests.gateways.conftest import action, new_order_id
 from tests.support import eventually
 
 
@@ -94,21 +95,21 @@ async def test_an_answer_that_does_not_verify_leaves_the_outcome_unknown(gw):
 async def test_a_qr_nobody_scanned_is_no_trade_and_dies_when_closed(gw):
     request = gw.new_payment()
     session = await gw.adapter.create_payment(request)
-    no = session.payment_id
+    no = request.merchant_order_id
     assert (await raw(gw, "alipay.trade.query", {"out_trade_no": no}))[0]["sub_code"] == (
         "ACQ.TRADE_NOT_EXIST"
     )
     content, signed = await raw(gw, "alipay.trade.close", {"out_trade_no": no})
     assert (content["sub_code"], signed) == ("ACQ.TRADE_NOT_EXIST", True)
-    assert (await gw.buyer(session.payment_url)).status_code == 409
+    assert (await gw.buyer(action(session))).status_code == 409
     assert notifies_of(gw, no) == []
 
 
 async def test_alipays_answers_to_close_refund_and_refund_query(gw):
     request, amount = gw.new_payment(amount=1000), "10.00"
     session = await gw.adapter.create_payment(request)
-    no = session.payment_id
-    await gw.buyer(session.payment_url)
+    no = request.merchant_order_id
+    await gw.buyer(action(session))
     assert (await raw(gw, "alipay.trade.close", {"out_trade_no": no}))[0]["sub_code"] == (
         "ACQ.TRADE_STATUS_ERROR"
     )
@@ -137,20 +138,20 @@ async def test_alipays_answers_to_close_refund_and_refund_query(gw):
 async def test_a_declined_payment_leaves_the_trade_waiting_and_tells_nobody(gw):
     request = gw.new_payment()
     session = await gw.adapter.create_payment(request)
-    assert (await gw.buyer(session.payment_url, "declined")).json()["status"] == "WAIT_BUYER_PAY"
+    assert (await gw.buyer(action(session), "declined")).json()["status"] == "WAIT_BUYER_PAY"
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "pending"
     await asyncio.sleep(0.1)
-    assert notifies_of(gw, session.payment_id) == []
-    assert (await gw.buyer(session.payment_url)).status_code == 200  # tries again, pays
-    [event] = await eventually(lambda: gw.merchant.events_of(session.payment_id))
+    assert notifies_of(gw, request.merchant_order_id) == []
+    assert (await gw.buyer(action(session))).status_code == 200  # tries again, pays
+    [event] = await eventually(lambda: gw.merchant.events_of(request.merchant_order_id))
     assert event.outcome == "succeeded"
 
 
 async def test_a_scanned_trade_that_times_out_is_closed_and_notified(gw):
     request = gw.new_payment(expires_in=timedelta(seconds=1.2))
     session = await gw.adapter.create_payment(request)
-    assert (await gw.buyer(session.payment_url, "scanned")).json()["status"] == "WAIT_BUYER_PAY"
-    [event] = await eventually(lambda: gw.merchant.events_of(session.payment_id), timeout=5)
+    assert (await gw.buyer(action(session), "scanned")).json()["status"] == "WAIT_BUYER_PAY"
+    [event] = await eventually(lambda: gw.merchant.events_of(request.merchant_order_id), timeout=5)
     assert (event.outcome, event.amount) == ("closed", request.amount)
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "closed"
 
@@ -158,30 +159,31 @@ async def test_a_scanned_trade_that_times_out_is_closed_and_notified(gw):
 async def test_refund_notices_are_refund_events_even_when_they_close_the_trade(gw):
     request, session = gw.new_payment(amount=500), None
     session = await gw.adapter.create_payment(request)
-    await gw.buyer(session.payment_url)
+    await gw.buyer(action(session))
     refund_no = f"rf_{uuid.uuid4().hex[:8]}"
-    await gw.adapter.refund(
-        NewRefund(refund_no, request.merchant_order_id, 500, "CNY", "all", session.payment_id)
-    )
+    await gw.adapter.refund(NewRefund(refund_no, request.merchant_order_id, 500, "CNY", "all"))
     [refunded] = await eventually(
         lambda: [
             e for e in gw.merchant.events if isinstance(e, RefundEvent) and e.refund_id == refund_no
         ]
     )
     assert refunded.status == "succeeded"
-    [notice] = [n for n in notifies_of(gw, session.payment_id) if n["out_biz_no"]]
+    [notice] = [n for n in notifies_of(gw, request.merchant_order_id) if n["out_biz_no"]]
     assert notice["trade_status"] == "TRADE_CLOSED"  # fully refunded
-    assert [e.outcome for e in gw.merchant.events_of(session.payment_id)] == ["succeeded"]
+    assert [e.outcome for e in gw.merchant.events_of(request.merchant_order_id)] == ["succeeded"]
+    payment = await gw.adapter.get_payment(request.merchant_order_id)  # paid, then all refunded
+    assert (payment.outcome, payment.refunded_amount) == ("succeeded", 500)
 
 
 async def test_a_finished_trade_is_still_a_payment_that_succeeded(gw):
     request = gw.new_payment()
     session = await gw.adapter.create_payment(request)
-    await gw.buyer(session.payment_url)
-    await eventually(lambda: gw.merchant.events_of(session.payment_id))
-    finished = await gw.http.post(f"{gw.emulator_url}/_emulator/trades/{session.payment_id}/finish")
+    no = request.merchant_order_id
+    await gw.buyer(action(session))
+    await eventually(lambda: gw.merchant.events_of(no))
+    finished = await gw.http.post(f"{gw.emulator_url}/_emulator/trades/{no}/finish")
     assert finished.status_code == 200
-    events = await eventually(lambda: gw.merchant.events_of(session.payment_id)[1:])
+    events = await eventually(lambda: gw.merchant.events_of(no)[1:])
     assert [e.outcome for e in events] == ["succeeded"]
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "succeeded"
 
@@ -193,26 +195,20 @@ async def test_the_pc_cashier_redirect_is_paid_like_a_qr_code(gw):
     assert opened.status_code == 302 and "/qr/" in opened.headers["location"]
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "pending"
     assert (await gw.buyer(url)).status_code == 200
-    [event] = await eventually(
-        lambda: gw.merchant.events_of(protocol.out_trade_no(*_order(request)))
-    )
+    [event] = await eventually(lambda: gw.merchant.events_of(request.merchant_order_id))
     assert event.outcome == "succeeded"
 
 
-def _order(request) -> tuple[str, int]:
-    order_id, _, attempt = request.merchant_order_id.partition("~")
-    return order_id, int(attempt or 1)
-
-
 async def test_only_cny_and_any_cart_title(gw):
+    assert gw.adapter.currencies == frozenset({"CNY"})
     with pytest.raises(GatewayRejected, match="CNY"):
         await gw.adapter.create_payment(gw.new_payment(currency="USD"))
     titles = [
         f"Course {n}: " + "A very long title / with = & {braces} 课程 " * 10 for n in range(5)
     ]
     cart = gw.new_payment(description=", ".join(f"1 × {t}" for t in titles))
-    session = await gw.adapter.create_payment(cart)
-    assert len(gw.emulator_state.trades[session.payment_id]["subject"]) <= 256
+    await gw.adapter.create_payment(cart)
+    assert len(gw.emulator_state.trades[cart.merchant_order_id]["subject"]) <= 256
 
 
 # ---- notifies and faults -----------------------------------------------------------------------
@@ -220,12 +216,10 @@ async def test_only_cny_and_any_cart_title(gw):
 
 async def test_duplicated_notifies_keep_their_notify_id_and_contrary_ones_get_their_own(gw):
     await gw.faults(duplicate_callbacks=1, reorder_callbacks=True)
-    _, session = await _paid(gw)
+    request, _ = await _paid(gw)
+    no = request.merchant_order_id
     events = await eventually(
-        lambda: (
-            len(gw.merchant.events_of(session.payment_id)) >= 3
-            and gw.merchant.events_of(session.payment_id)
-        )
+        lambda: len(gw.merchant.events_of(no)) >= 3 and gw.merchant.events_of(no)
     )
     first, duplicate, contrary = events
     assert first == duplicate
@@ -234,9 +228,9 @@ async def test_duplicated_notifies_keep_their_notify_id_and_contrary_ones_get_th
 
 async def test_a_dropped_notify_never_comes_but_the_query_knows(gw):
     await gw.faults(drop_callbacks=1.0)
-    request, session = await _paid(gw)
+    request, _ = await _paid(gw)
     await asyncio.sleep(0.2)
-    assert gw.merchant.events_of(session.payment_id) == []
+    assert gw.merchant.events_of(request.merchant_order_id) == []
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "succeeded"
 
 
@@ -246,21 +240,43 @@ async def test_a_lost_precreate_answer_is_asked_again_for_the_same_qr(gw):
     with pytest.raises(GatewayError):
         await gw.adapter.create_payment(request)
     session = await gw.adapter.create_payment(request)
-    assert session.payment_url == gw.emulator_state.trades[session.payment_id]["qr_code"]
+    assert session.qr_code == gw.emulator_state.trades[request.merchant_order_id]["qr_code"]
+    assert (session.payment_id, session.payment_url) == (None, None)
+
+
+def test_the_reference_is_the_out_trade_no_hashed_when_too_long(gw):
+    assert gw.adapter.reference("demo-1001", 2) == "demo_h1001_a2"
+    order_id = new_order_id()
+    assert gw.adapter.reference(order_id, 3) == protocol.out_trade_no(order_id, 3)
+    long = gw.adapter.reference("o-" * 32, 1)  # 96 characters once escaped
+    assert protocol.is_hashed(long) and protocol.OUT_TRADE_NO_PATTERN.match(long)
+    with pytest.raises(GatewayRejected):  # not an order id Kassa makes
+        gw.adapter.reference("ord/1", 1)
+
+
+def test_the_callback_reply_is_exactly_success(gw):
+    assert (gw.adapter.callback_reply.body, gw.adapter.callback_reply.media_type) == (
+        "success",
+        "text/plain",
+    )
 
 
 def test_a_verified_notify_that_makes_no_sense_is_malformed(gw):
     key = gw.adapter_keys.gateway_private
+    hashed = gw.adapter.reference("o" * 64, 2)  # only the stored reference knows its order
     base = {
         "notify_type": "trade_status_sync",
         "notify_id": "n1",
         "app_id": gw.adapter_keys.app_id,
-        "out_trade_no": "_x" + "0" * 62,  # hashed: only a stored mapping knows its order
+        "out_trade_no": hashed,
+        "trade_no": "2024010122001400000000000001",
         "trade_status": "TRADE_SUCCESS",
         "total_amount": "1.00",
     }
+    word = gw.adapter.parse_callback({}, urlencode(protocol.sign_notify(base, key)).encode())
+    assert word == PaymentWord("n1", hashed, base["trade_no"], "succeeded", 100, "CNY")
     for params in (
-        base,
+        {**base, "out_trade_no": "ord-1.x"},  # not an out_trade_no the adapter makes
         {**base, "out_trade_no": "ok", "total_amount": "1.001"},
         {**base, "out_trade_no": "ok", "trade_status": "TRADE_WHATEVER"},
         {**base, "out_trade_no": "ok", "app_id": "2021000000000000"},
@@ -278,7 +294,7 @@ def test_a_verified_notify_that_makes_no_sense_is_malformed(gw):
 async def _paid(gw, amount: int = 4200):
     request = gw.new_payment(amount=amount)
     session = await gw.adapter.create_payment(request)
-    assert (await gw.buyer(session.payment_url)).status_code == 200
+    assert (await gw.buyer(action(session))).status_code == 200
     return request, session
 
 
@@ -353,11 +369,10 @@ async def test_the_sdk_signs_requests_the_emulator_takes_and_verifies_its_answer
 
 
 async def test_the_sdk_verifies_the_emulators_notifies_and_refuses_a_tampered_one(gw, sdk):
-    _, session = await _paid(gw, amount=1234)
-    await eventually(lambda: gw.merchant.events_of(session.payment_id))
-    _, _, body = next(
-        r for r in gw.merchant.received if r[0] == "alipay" and session.payment_id.encode() in r[2]
-    )
+    request, _ = await _paid(gw, amount=1234)
+    no = request.merchant_order_id
+    await eventually(lambda: gw.merchant.events_of(no))
+    _, _, body = next(r for r in gw.merchant.received if r[0] == "alipay" and no.encode() in r[2])
     data = dict(parse_qsl(body.decode()))
     signature = data.pop("sign")
     assert data["total_amount"] == "12.34"

@@ -11,10 +11,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from gateways.base import GatewayError, NewRefund
-from kassa.contracts import PaymentEvent, RefundEvent
+from gateways.base import GatewayError, GatewayRefund, NewRefund, PaymentWord
+from kassa.contracts import RefundEvent
 from kassa.errors import GatewayRejected, InvalidSignature
-from kassa.statuses import RefundStatus
+from kassa.statuses import PaymentOutcome, RefundStatus
+from tests.gateways.conftest import action, new_order_id
 from tests.support import eventually
 
 
@@ -34,7 +35,7 @@ async def no_faults(gw):
 async def paid(gw, amount: int = 4200):
     request = gw.new_payment(amount=amount)
     session = await gw.adapter.create_payment(request)
-    assert (await gw.buyer(session.payment_url)).status_code == 200
+    assert (await gw.buyer(action(session))).status_code == 200
     return request, session
 
 
@@ -47,50 +48,78 @@ def refund(request, session, refund_no: str, amount: int) -> NewRefund:
 async def test_creation_is_idempotent(gw):
     request = gw.new_payment()
     first = await gw.adapter.create_payment(request)
-    assert first.gateway == gw.name and first.payment_id and first.payment_url
+    assert first.gateway == gw.name and action(first)
+    if gw.name == "sandbox":  # a page to go to, and the gateway's id of the payment
+        assert first.payment_id.startswith("pay_") and first.payment_url
+        assert first.qr_code is None
+    else:  # a QR code to scan; Alipay numbers the trade only once it is scanned
+        assert (first.payment_id, first.payment_url) == (None, None) and first.qr_code
     assert await gw.adapter.create_payment(request) == first
 
 
-async def test_before_the_buyer_acts_the_payment_is_pending_never_an_error(gw):
+async def test_the_reference_is_the_adapters_own_and_stable(gw):
+    order_id = new_order_id()
+    first, second = gw.adapter.reference(order_id, 1), gw.adapter.reference(order_id, 2)
+    assert first == gw.adapter.reference(order_id, 1) and first != second
+    assert gw.new_payment(order_id=order_id, attempt=2).merchant_order_id == second
+
+
+async def test_before_the_buyer_acts_the_payment_is_not_paid_never_an_error(gw):
     request = gw.new_payment()
     await gw.adapter.create_payment(request)
-    assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "pending"
-    assert await gw.adapter.list_payments(request.merchant_order_id) in (
-        [],  # Alipay: a QR nobody scanned is no trade yet
-        [await gw.adapter.get_payment(request.merchant_order_id)],
+    payment = await gw.adapter.get_payment(request.merchant_order_id)
+    assert (payment.merchant_order_id, payment.outcome) == (
+        request.merchant_order_id,
+        gw.before_buyer,  # Alipay: a QR nobody scanned is no trade yet (NOT_FOUND)
     )
-    await gw.look((await gw.adapter.create_payment(request)).payment_url)  # opened, or scanned
+    assert await gw.adapter.list_payments(request.merchant_order_id) == (
+        [] if gw.before_buyer == PaymentOutcome.NOT_FOUND else [payment]
+    )
+    await gw.look(action(await gw.adapter.create_payment(request)))  # opened, or scanned
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "pending"
 
 
 async def test_paid_the_query_and_the_callback_say_so(gw):
-    request, session = await paid(gw, amount=1999)
+    order_id = new_order_id()
+    request = gw.new_payment(amount=1999, order_id=order_id)
+    session = await gw.adapter.create_payment(request)
+    assert (await gw.buyer(action(session))).status_code == 200
     payment = await gw.adapter.get_payment(request.merchant_order_id)
     assert (payment.outcome, payment.amount, payment.currency) == ("succeeded", 1999, "CNY")
-    assert payment.payment_id == session.payment_id
+    assert payment.merchant_order_id == request.merchant_order_id
+    captured = await gw.captured_id(request.merchant_order_id)  # Alipay: the trade_no
+    assert captured and payment.payment_id == captured
+    if session.payment_id is not None:  # the id given at creation stays the payment's
+        assert payment.payment_id == session.payment_id
     assert [p.payment_id for p in await gw.adapter.list_payments(request.merchant_order_id)] == [
-        session.payment_id
+        captured
     ]
-    [event] = await eventually(lambda: gw.merchant.events_of(session.payment_id))
-    assert isinstance(event, PaymentEvent)
-    assert (event.gateway, event.order_id, event.attempt) == (
-        gw.name,
-        request.merchant_order_id,
-        1,
-    )
-    assert (event.outcome, event.amount, event.currency) == ("succeeded", 1999, "CNY")
+    [word] = await eventually(lambda: gw.merchant.events_of(request.merchant_order_id))
+    assert isinstance(word, PaymentWord)
+    assert word.merchant_order_id == gw.adapter.reference(order_id, 1)
+    assert word.payment_id == captured
+    assert (word.outcome, word.amount, word.currency) == ("succeeded", 1999, "CNY")
 
 
 async def test_a_retry_after_the_first_attempt_is_its_own_payment(gw):
-    first = gw.new_payment()
-    second = gw.new_payment(merchant_order_id=first.merchant_order_id + "~2")
+    order_id = new_order_id()
+    first = gw.new_payment(order_id=order_id)
+    second = gw.new_payment(order_id=order_id, attempt=2)
+    assert first.merchant_order_id != second.merchant_order_id
     one = await gw.adapter.create_payment(first)
     two = await gw.adapter.create_payment(second)
-    assert one.payment_id != two.payment_id
-    await gw.buyer(two.payment_url)
-    [event] = await eventually(lambda: gw.merchant.events_of(two.payment_id))
-    assert (event.order_id, event.attempt) == (first.merchant_order_id, 2)
-    assert (await gw.adapter.get_payment(first.merchant_order_id)).outcome == "pending"
+    assert action(one) != action(two)
+    if gw.name == "sandbox":
+        assert one.payment_id != two.payment_id
+    await gw.buyer(action(two))
+    [word] = await eventually(lambda: gw.merchant.events_of(second.merchant_order_id))
+    assert word.merchant_order_id == gw.adapter.reference(order_id, 2)
+    assert (word.outcome, word.payment_id) == (
+        "succeeded",
+        await gw.captured_id(second.merchant_order_id),
+    )
+    assert (await gw.adapter.get_payment(first.merchant_order_id)).outcome == gw.before_buyer
+    assert (await gw.adapter.get_payment(second.merchant_order_id)).outcome == "succeeded"
 
 
 async def test_closing_an_unpaid_payment_closes_it_for_good(gw):
@@ -98,35 +127,40 @@ async def test_closing_an_unpaid_payment_closes_it_for_good(gw):
         request = gw.new_payment()
         session = await gw.adapter.create_payment(request)
         if looked:
-            await gw.look(session.payment_url)
-        assert await gw.adapter.close_payment(request.merchant_order_id) == "closed"
-        assert await gw.adapter.close_payment(request.merchant_order_id) == "closed"  # again
-        assert (await gw.buyer(session.payment_url)).status_code == 409
+            await gw.look(action(session))
+        closed = await gw.adapter.close_payment(request.merchant_order_id)
+        assert (closed.merchant_order_id, closed.outcome) == (request.merchant_order_id, "closed")
+        again = await gw.adapter.close_payment(request.merchant_order_id)
+        assert again.outcome == "closed"
+        assert (await gw.buyer(action(session))).status_code == 409
         assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome != "succeeded"
 
 
 async def test_closing_a_paid_payment_reports_it_paid(gw):
     request, _ = await paid(gw)
-    assert await gw.adapter.close_payment(request.merchant_order_id) == "succeeded"
+    closed = await gw.adapter.close_payment(request.merchant_order_id)
+    assert (closed.outcome, closed.amount, closed.currency) == ("succeeded", 4200, "CNY")
+    assert closed.payment_id == await gw.captured_id(request.merchant_order_id)
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "succeeded"
 
 
 async def test_a_payment_made_between_the_query_and_the_close_is_reported_paid(gw):
     request = gw.new_payment()
     await gw.adapter.create_payment(request)
-    assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "pending"
+    assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == gw.before_buyer
     await gw.faults(pay_before_close=1.0)
-    assert await gw.adapter.close_payment(request.merchant_order_id) == "succeeded"
+    closed = await gw.adapter.close_payment(request.merchant_order_id)
+    assert (closed.outcome, closed.amount) == ("succeeded", request.amount)
 
 
 async def test_an_unpaid_payment_expires(gw):
     request = gw.new_payment(expires_in=timedelta(seconds=1.5))
     session = await gw.adapter.create_payment(request)
-    await gw.look(session.payment_url)
+    await gw.look(action(session))
     await asyncio.sleep(1.6)
-    assert (await gw.buyer(session.payment_url)).status_code == 409
+    assert (await gw.buyer(action(session))).status_code == 409
     assert (await gw.adapter.get_payment(request.merchant_order_id)).outcome == "closed"
-    assert await gw.adapter.close_payment(request.merchant_order_id) == "closed"
+    assert (await gw.adapter.close_payment(request.merchant_order_id)).outcome == "closed"
 
 
 async def test_refunds_full_and_partial_are_idempotent_on_their_number(gw):
@@ -139,8 +173,9 @@ async def test_refunds_full_and_partial_are_idempotent_on_their_number(gw):
         await gw.adapter.refund(refund(request, session, f"rf_{no}_2", 401))
     rest = await gw.adapter.refund(refund(request, session, f"rf_{no}_2", 400))
     assert rest.status == RefundStatus.SUCCEEDED
-    assert (await gw.adapter.get_refund(f"rf_{no}_1")).amount == 600
-    assert await gw.refunded(session.payment_id) == 1000
+    asked = await gw.adapter.get_refund(f"rf_{no}_1", request.merchant_order_id)
+    assert (asked.status, asked.amount) == (RefundStatus.SUCCEEDED, 600)
+    assert await gw.refunded(request.merchant_order_id) == 1000
     payment = await gw.adapter.get_payment(request.merchant_order_id)
     assert (payment.outcome, payment.refunded_amount) == ("succeeded", 1000)
 
@@ -148,7 +183,7 @@ async def test_refunds_full_and_partial_are_idempotent_on_their_number(gw):
     full = await gw.adapter.refund(refund(request, session, f"rf_{no}_3", 700))
     assert full.status == RefundStatus.SUCCEEDED
     assert await gw.adapter.refund(refund(request, session, f"rf_{no}_3", 700)) == full
-    assert await gw.refunded(session.payment_id) == 700
+    assert await gw.refunded(request.merchant_order_id) == 700
 
     refunds = await eventually(
         lambda: (
@@ -165,35 +200,36 @@ async def test_a_refund_the_gateway_never_got_is_requested_again_with_its_number
     await gw.faults(fail_next_calls=1)  # the request fails, nothing refunded
     with pytest.raises(GatewayError):
         await gw.adapter.refund(refund(request, session, no, 300))
-    with pytest.raises(GatewayRejected):  # the gateway does not know it
-        await gw.adapter.get_refund(no)
+    unknown = await gw.adapter.get_refund(no, request.merchant_order_id)
+    assert unknown == GatewayRefund(no, None)  # the gateway does not know it: never an error
     assert (await gw.adapter.refund(refund(request, session, no, 300))).status == "succeeded"
-    assert (await gw.adapter.get_refund(no)).status == "succeeded"
+    asked = await gw.adapter.get_refund(no, request.merchant_order_id)
+    assert (asked.status, asked.amount) == ("succeeded", 300)
+    assert await gw.refunded(request.merchant_order_id) == 300  # created once
 
     lost = f"rf_{uuid.uuid4().hex[:8]}"
     await gw.faults(lose_next_answers=1)  # refunded, but the answer is lost
     with pytest.raises(GatewayError):
         await gw.adapter.refund(refund(request, session, lost, 200))
     assert (await gw.adapter.refund(refund(request, session, lost, 200))).status == "succeeded"
-    assert await gw.refunded(session.payment_id) == 500  # each once
+    assert await gw.refunded(request.merchant_order_id) == 500  # each once
 
 
-async def test_an_unknown_order_is_not_found_or_pending_and_never_paid(gw):
-    order = f"ord_never_{uuid.uuid4().hex[:8]}"
-    try:
-        payment = await gw.adapter.get_payment(order)
-    except GatewayRejected:
-        pass  # not found
-    else:
-        assert payment.outcome == "pending"
-    assert await gw.adapter.list_payments(order) == []
+async def test_an_unknown_order_is_not_found_never_an_error_and_never_paid(gw):
+    reference = gw.adapter.reference(f"ord_never_{uuid.uuid4().hex[:8]}", 1)
+    payment = await gw.adapter.get_payment(reference)
+    assert (payment.merchant_order_id, payment.outcome) == (reference, "not_found")
+    assert await gw.adapter.list_payments(reference) == []
+    closed = await gw.adapter.close_payment(reference)  # nothing to close: an answer too
+    assert closed.outcome in ("closed", "not_found")
 
 
 async def test_tampered_and_unsigned_callbacks_are_refused(gw):
-    _, session = await paid(gw, amount=3100)
-    await eventually(lambda: gw.merchant.events_of(session.payment_id))
+    request, _ = await paid(gw, amount=3100)
+    reference = request.merchant_order_id
+    await eventually(lambda: gw.merchant.events_of(reference))
     _, raw_headers, body = next(
-        r for r in gw.merchant.received if r[0] == gw.name and session.payment_id.encode() in r[2]
+        r for r in gw.merchant.received if r[0] == gw.name and reference.encode() in r[2]
     )
     headers = httpx.Headers(raw_headers)  # case-insensitive, as the API hands them over
     tampered = body.replace(b"31.00", b"0.01").replace(b"3100", b"1")
@@ -206,14 +242,20 @@ async def test_tampered_and_unsigned_callbacks_are_refused(gw):
     unsigned_body = b"&".join(p for p in body.split(b"&") if not p.startswith(b"sign="))
     with pytest.raises(InvalidSignature):
         gw.adapter.parse_callback(unsigned_headers, unsigned_body)
-    assert gw.adapter.parse_callback(headers, body).payment_id == session.payment_id
+    word = gw.adapter.parse_callback(headers, body)
+    assert (word.merchant_order_id, word.payment_id, word.amount) == (
+        reference,
+        await gw.captured_id(reference),
+        3100,
+    )
 
 
 async def test_a_callback_is_retried_with_the_same_id_until_the_exact_reply(gw):
-    session = await gw.adapter.create_payment(gw.new_payment())
-    gw.merchant.bad_replies[session.payment_id.encode()] = [gw.bad_reply, gw.bad_reply]
-    await gw.buyer(session.payment_url)
-    [event] = await eventually(lambda: gw.merchant.events_of(session.payment_id))
+    request = gw.new_payment()
+    session = await gw.adapter.create_payment(request)
+    gw.merchant.bad_replies[request.merchant_order_id.encode()] = [gw.bad_reply, gw.bad_reply]
+    await gw.buyer(action(session))
+    [event] = await eventually(lambda: gw.merchant.events_of(request.merchant_order_id))
 
     async def delivered():  # recorded once the merchant's answer is read
         attempts = await gw.deliveries(event.event_id)

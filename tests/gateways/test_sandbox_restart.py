@@ -5,6 +5,7 @@ signed, once the gateway is back; one already delivered is not sent again."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
@@ -61,11 +62,12 @@ def outbox_in(state_file: Path) -> dict:
 
 
 async def bought(adapter: SandboxGateway, notify_url: str) -> str:
-    """The buyer pays a new payment; its merchant order id."""
-    request = new_payment(notify_url=notify_url)
+    """The buyer pays a new order's payment; its reference (the adapter's, for attempt 1)."""
+    reference = adapter.reference(f"ord_{uuid.uuid4().hex[:10]}", 1)
+    request = new_payment(notify_url=notify_url, merchant_order_id=reference)
     session = await adapter.create_payment(request)
     await buyer_acts(session.payment_url, "succeeded")
-    return request.merchant_order_id
+    return reference
 
 
 async def test_a_pending_callback_is_delivered_after_a_restart_as_signed(tmp_path):
@@ -74,7 +76,7 @@ async def test_a_pending_callback_is_delivered_after_a_restart_as_signed(tmp_pat
     async with serving(merchant.app, merchant_port), httpx.AsyncClient() as http:
         adapter = SandboxGateway(http, f"http://127.0.0.1:{sandbox_port}", API_KEY, [SECRET])
         async with serving(sandbox_app(state_file, sandbox_port), sandbox_port):
-            order_id = await bought(adapter, f"http://127.0.0.1:{merchant_port}/callback")
+            reference = await bought(adapter, f"http://127.0.0.1:{merchant_port}/callback")
             await eventually(lambda: len(merchant.deliveries) >= 2)  # refused, and retried
         assert len(outbox_in(state_file)) == 1
 
@@ -87,7 +89,7 @@ async def test_a_pending_callback_is_delivered_after_a_restart_as_signed(tmp_pat
     assert {body for _, _, body in merchant.deliveries} == {body}  # every attempt the same event
     event = adapter.parse_callback(headers, body)  # raises unless the signature verifies
     assert (event.merchant_order_id, event.outcome, event.amount) == (
-        order_id,
+        reference,
         PaymentOutcome.SUCCEEDED,
         4200,
     )
@@ -101,14 +103,14 @@ async def test_a_delivered_callback_is_not_delivered_again_after_a_restart(tmp_p
         adapter = SandboxGateway(http, f"http://127.0.0.1:{sandbox_port}", API_KEY, [SECRET])
         first = sandbox_app(state_file, sandbox_port)
         async with serving(first, sandbox_port):
-            order_id = await bought(adapter, f"http://127.0.0.1:{merchant_port}/callback")
+            reference = await bought(adapter, f"http://127.0.0.1:{merchant_port}/callback")
             await eventually(lambda: not first.state.sandbox.outbox)
 
         restarted = sandbox_app(state_file, sandbox_port)
         assert restarted.state.sandbox.outbox == {}  # nothing to resume
         async with serving(restarted, sandbox_port):
             # A new callback, after which a redelivery would have shown up.
-            await adapter.refund(NewRefund("rf_1", order_id, 1000, "CNY", "restart test"))
+            await adapter.refund(NewRefund("rf_1", reference, 1000, "CNY", "restart test"))
             await eventually(lambda: len(merchant.accepted()) == 2)
 
     types = [json.loads(body)["type"] for _, body in merchant.accepted()]
