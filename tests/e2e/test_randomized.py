@@ -15,7 +15,7 @@ from collections import Counter
 
 import httpx
 
-from gateways import build_gateways
+from gateways import alipay_protocol, build_gateways
 from gateways.sandbox import order_of_sandbox_reference
 from tests.e2e.test_purchase import checkout_body, post_checkout
 from tests.support import eventually, reconcile
@@ -193,3 +193,111 @@ def payments_of(order: dict, sandbox) -> list[dict]:
         for p in sandbox.payments.values()
         if order_of_sandbox_reference(p["merchant_order_id"]) == order["order_id"]
     ]
+
+
+# ---- Alipay ---------------------------------------------------------------------------------
+# Alipay has no decline (a failed try leaves the trade waiting) and one trade per reference
+# (no second capture under it), and it closes a trade itself at its deadline (no late
+# capture): its buyers pay, fail a try and abandon, abandon, cancel, race a cancel, or pay
+# and ask for a refund, against an Alipay whose notifies and calls misbehave.
+ALIPAY_BEHAVIOURS = [
+    "pay",
+    "fail_then_abandon",
+    "abandon",
+    "cancel",
+    "pay_and_cancel",
+    "pay_then_refund",
+]
+
+
+async def alipay_buyer(
+    api: httpx.AsyncClient, emulator: httpx.AsyncClient, dice: random.Random, behaviour: str
+) -> str:
+    body = checkout_body(gateway="alipay", currency="CNY", expires_in_seconds=dice.randint(3, 6))
+    for _ in range(20):  # Alipay may fail to open the payment; retrying is safe
+        created = await post_checkout(api, body, key=f"prop-ali-{body['customer_id']}")
+        if created.status_code == 201:
+            break
+        assert created.status_code == 503, created.text
+    checkout = created.json()
+    order_id = checkout["order_id"]
+    if checkout["payment"] is None:
+        assert checkout["status"] == "failed", checkout
+        return order_id
+    qr = checkout["payment"]["action"]["qr"]
+    await asyncio.sleep(dice.uniform(0, 1.5))
+
+    async def scan_and(outcome: str):
+        return await emulator.post("/_emulator/buyer", json={"payment": qr, "outcome": outcome})
+
+    if behaviour in ("pay", "pay_then_refund"):
+        await scan_and("succeeded")
+    elif behaviour == "fail_then_abandon":
+        await scan_and("declined")
+    elif behaviour == "cancel":
+        await api.post(f"/v1/orders/{order_id}/cancel")
+    elif behaviour == "pay_and_cancel":
+        await asyncio.gather(scan_and("succeeded"), api.post(f"/v1/orders/{order_id}/cancel"))
+    final = await settled(api, order_id)
+    if behaviour == "pay_then_refund" and final == "fulfilled":
+        amount = dice.choice([None, 1000])
+        refund = await api.post(
+            f"/v1/orders/{order_id}/refunds",
+            json={"amount": amount} if amount else {},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert refund.status_code == 202, refund.text
+        await eventually(lambda: _refund_done(api, refund.json()["refund_id"]), timeout=60)
+    return order_id
+
+
+async def test_randomized_alipay_checkouts_keep_the_money_right(stack, alipay, sessions, settings):
+    dice = random.Random(SEED + 1)
+    plan = [dice.choice(ALIPAY_BEHAVIOURS) for _ in range(max(CHECKOUTS // 2, 6))]
+    faults = {
+        "seed": SEED,
+        "drop_callbacks": 0.3,
+        "duplicate_callbacks": 1,
+        "delay_callbacks": 0.2,
+        "reorder_callbacks": True,
+        "api_errors": 0.1,
+        "lost_answers": 0.1,
+    }
+    base = settings.alipay_gateway_url.removesuffix("/gateway.do")
+    async with httpx.AsyncClient(base_url=base) as emulator:
+        (await emulator.put("/_emulator/faults", json=faults)).raise_for_status()
+        try:
+            gate = asyncio.Semaphore(6)
+
+            async def one(behaviour: str, n: int) -> str:
+                async with gate, stack.http() as api:
+                    dice = random.Random(SEED * 1000 + 500 + n)
+                    return await alipay_buyer(api, emulator, dice, behaviour)
+
+            order_ids = await asyncio.gather(*(one(b, n) for n, b in enumerate(plan)))
+            injected = (await emulator.get("/_emulator/faults")).json()["injected"]
+        finally:
+            await emulator.put("/_emulator/faults", json={})
+
+    reconciled = await reconcile(stack)
+    async with stack.http() as api:
+        orders = [(await api.get(f"/v1/orders/{order_id}")).json() for order_id in order_ids]
+    trades = alipay.state.alipay.trades
+    wrong = []
+    for order in orders:
+        trade = trades.get(alipay_protocol.out_trade_no(order["order_id"], 1))
+        paid = trade is not None and trade["gmt_payment"] is not None
+        held = (trade["amount"] - trade["refund_fee"]) if paid else 0
+        kept = order["amount"] - order["refunded_amount"] if order["status"] in KEPT else 0
+        if held != kept:
+            wrong.append((order["order_id"], order["status"], held, kept))
+    assert wrong == []
+    async with httpx.AsyncClient() as http:
+        problems = await ledger_check(sessions, build_gateways(settings, http))
+    assert problems == []
+    print(
+        f"\nrandomized Alipay run: seed {SEED}, {len(plan)} checkouts, behaviours "
+        f"{dict(Counter(plan))}, outcomes {dict(Counter(o['status'] for o in orders))}, "
+        f"faults injected {injected}, reconciliation found {len(reconciled.strays_found)} strays"
+    )
+    assert sum(injected.values()) > 0
