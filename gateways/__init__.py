@@ -31,5 +31,6 @@ def build_gateways(settings: Settings, http: httpx.AsyncClient) -> dict[str, Pay
             json.loads((keys / "settings.json").read_text())["app_id"],
             (keys / "merchant_private.pem").read_bytes(),
             (keys / "gateway_public.pem").read_bytes(),
+            cashier=settings.alipay_cashier,
         )
     return gateways

@@ -5,7 +5,9 @@ in gateways/emulators/alipay/.
 How Alipay fits the interface (gateways/base.py):
 
 - Payments are face-to-face QR codes (`alipay.trade.precreate`): the session carries the QR
-  content (`qr_code`) and no page URL; `page_pay_url` builds the PC cashier's redirect.
+  content (`qr_code`) and no page URL; with `cashier="page"` (setting `alipay_cashier`) the
+  buyer is sent to the PC cashier instead (`alipay.trade.page.pay`, a signed redirect URL in
+  `payment_url`).
 - The merchant reference is the `out_trade_no` (`reference`: the order id with `_` doubled and
   `.`, `:`, `-` escaped, `_a<n>` for a retry; hashed when that does not fit in 64), stored by
   the core with its order and attempt. Alipay numbers a trade (`trade_no`) only once the buyer
@@ -77,7 +79,10 @@ class AlipayGateway:
         merchant_private_key: rsa.RSAPrivateKey | str | bytes,
         alipay_public_key: rsa.RSAPublicKey | str | bytes,
         timeout: float = 10.0,
+        cashier: str = "qr",
     ) -> None:
+        """`cashier`: "qr" shows the buyer a QR code (face-to-face precreate), "page" sends
+        the buyer's browser to Alipay's PC cashier (page.pay, a redirect)."""
         self._http = http
         self._url = gateway_url
         self._app_id = app_id
@@ -92,6 +97,9 @@ class AlipayGateway:
             else protocol.load_public_key(alipay_public_key)
         )
         self._timeout = timeout
+        if cashier not in ("qr", "page"):
+            raise ValueError(f"cashier is qr or page, not {cashier!r}")
+        self._cashier = cashier
 
     def reference(self, order_id: str, attempt: int) -> str:
         try:
@@ -161,6 +169,13 @@ class AlipayGateway:
         }
 
     async def create_payment(self, payment: NewPayment) -> PaymentSession:
+        if self._cashier == "page":  # a signed redirect: no call, the trade opens with it
+            return PaymentSession(
+                gateway=self.name,
+                payment_id=None,
+                payment_url=self.page_pay_url(payment),
+                expires_at=payment.expires_at,
+            )
         out_trade_no = payment.merchant_order_id
         biz = self._payment_biz(payment, out_trade_no)
         data = await self._call(

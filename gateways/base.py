@@ -16,6 +16,11 @@ from kassa.contracts import PaymentSession, RefundEvent
 from kassa.statuses import PaymentOutcome, RefundStatus
 
 
+def shorten(text: str, limit: int) -> str:
+    """Text cut to a gateway's limit with an ellipsis (a long cart must not fail there)."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 class GatewayError(Exception):
     """The call failed or its outcome is unknown: retry with the same idempotency key."""
 

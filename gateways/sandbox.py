@@ -19,6 +19,7 @@ from gateways.base import (
     NewPayment,
     NewRefund,
     PaymentWord,
+    shorten,
 )
 from kassa.contracts import PaymentSession, RefundEvent
 from kassa.errors import GatewayRejected, InvalidSignature, MalformedCallback
@@ -48,6 +49,8 @@ def order_of_sandbox_reference(reference: str) -> str:
     """The order a sandbox merchant order id belongs to (for tools that read its state)."""
     return reference.partition("~")[0]
 
+
+DESCRIPTION_MAX = 256  # what the sandbox takes
 
 # Refusals that say "not now" rather than "never": retried like a 5xx, same idempotency key.
 RETRY_LATER = {408, 425, 429}  # request timeout, too early, too many requests
@@ -97,7 +100,7 @@ class SandboxGateway:
                 "merchant_order_id": payment.merchant_order_id,
                 "amount": payment.amount,
                 "currency": payment.currency,
-                "description": payment.description,
+                "description": shorten(payment.description, DESCRIPTION_MAX),
                 "expires_at": payment.expires_at.isoformat(),
                 "notify_url": payment.notify_url,
                 "return_url": payment.return_url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     # Without keys there, Kassa offers no Alipay.
     alipay_gateway_url: str = "http://127.0.0.1:8002/gateway.do"
     alipay_port: int = 8002
+    alipay_cashier: Literal["qr", "page"] = "qr"  # a QR code to scan, or the PC cashier page
     alipay_keys_dir: Path | None = None
 
     # Outgoing webhooks to the storefront (Standard Webhooks); unset: not sent.

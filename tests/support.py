@@ -103,7 +103,7 @@ def new_payment(
         merchant_order_id=overrides.pop("merchant_order_id", f"ord_{uuid.uuid4().hex[:10]}"),
         amount=amount,
         currency="CNY",
-        description="1 × Course",
+        description=overrides.pop("description", "1 × Course"),
         expires_at=datetime.now(UTC) + expires_in,
         notify_url=notify_url,
         **overrides,

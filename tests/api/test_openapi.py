@@ -7,13 +7,15 @@ import iso4217
 import pytest
 
 from api.app import create_app
+from gateways.emulators.alipay.keys import ensure_keys
 from kassa.money import currency_exponent
 from kassa.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def openapi() -> dict:
+def openapi(tmp_path_factory) -> dict:
     settings = Settings(
+        data_dir=tmp_path_factory.mktemp("no-alipay-keys"),  # the sandbox alone
         max_items=7,
         max_quantity=9,
         max_unit_amount=12345,
@@ -40,6 +42,18 @@ def test_checkout_bounds_come_from_the_settings(openapi):
     assert (window["minimum"], window["maximum"]) == (30, 600)
     assert "120 seconds" in checkout["expires_in_seconds"]["description"]
     assert checkout["gateway"]["enum"] == ["sandbox"]
+    assert "anyOf" not in openapi["components"]["schemas"]["CheckoutIn"]  # any currency
+
+
+def test_a_gateway_that_takes_cny_only_says_so(tmp_path):
+    ensure_keys(tmp_path / "keys" / "alipay")  # with Alipay's keys, Kassa offers Alipay
+    schema = create_app(Settings(data_dir=tmp_path)).openapi()
+    checkout = schema["components"]["schemas"]["CheckoutIn"]
+    assert checkout["properties"]["gateway"]["enum"] == ["alipay", "sandbox"]
+    assert checkout["anyOf"] == [
+        {"properties": {"gateway": {"const": "alipay"}, "currency": {"enum": ["CNY"]}}},
+        {"properties": {"gateway": {"const": "sandbox"}}},
+    ]
 
 
 def test_the_currency_enum_is_what_the_server_accepts(openapi):

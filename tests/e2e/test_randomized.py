@@ -87,15 +87,19 @@ async def buyer(
     if behaviour == "pay_late" and final == "expired":
         await gateway.post(f"/_emulator/payments/{url.rsplit('/', 1)[1]}/late-capture")
     if behaviour == "pay_then_refund" and final == "fulfilled":
-        amount = dice.choice([None, 1000])
-        refund = await api.post(
-            f"/v1/orders/{order_id}/refunds",
-            json={"amount": amount} if amount else {},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert refund.status_code == 202, refund.text
-        await eventually(lambda: _refund_done(api, refund.json()["refund_id"]), timeout=60)
+        await ask_a_refund(api, order_id, dice.choice([None, 1000]))
     return order_id
+
+
+async def ask_a_refund(api: httpx.AsyncClient, order_id: str, amount: int | None) -> None:
+    """Refund `amount` (None: all of it) and wait until the gateway settled it."""
+    refund = await api.post(
+        f"/v1/orders/{order_id}/refunds",
+        json={"amount": amount} if amount else {},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert refund.status_code == 202, refund.text
+    await eventually(lambda: _refund_done(api, refund.json()["refund_id"]), timeout=60)
 
 
 async def _final(api: httpx.AsyncClient, order_id: str) -> str | None:
@@ -240,14 +244,7 @@ async def alipay_buyer(
         await asyncio.gather(scan_and("succeeded"), api.post(f"/v1/orders/{order_id}/cancel"))
     final = await settled(api, order_id)
     if behaviour == "pay_then_refund" and final == "fulfilled":
-        amount = dice.choice([None, 1000])
-        refund = await api.post(
-            f"/v1/orders/{order_id}/refunds",
-            json={"amount": amount} if amount else {},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert refund.status_code == 202, refund.text
-        await eventually(lambda: _refund_done(api, refund.json()["refund_id"]), timeout=60)
+        await ask_a_refund(api, order_id, dice.choice([None, 1000]))
     return order_id
 
 

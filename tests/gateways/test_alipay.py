@@ -199,6 +199,24 @@ async def test_the_pc_cashier_redirect_is_paid_like_a_qr_code(gw):
     assert event.outcome == "succeeded"
 
 
+async def test_with_the_pc_cashier_the_session_is_a_redirect(gw):
+    page = AlipayGateway(
+        gw.http,
+        gw.adapter._url,
+        gw.adapter._app_id,
+        gw.adapter._private,
+        gw.adapter._alipay,
+        cashier="page",
+    )
+    request = gw.new_payment()
+    session = await page.create_payment(request)
+    assert (session.payment_id, session.qr_code) == (None, None)
+    assert session.payment_url.startswith(gw.adapter._url)
+    assert (await gw.buyer(session.payment_url)).status_code == 200
+    [event] = await eventually(lambda: gw.merchant.events_of(request.merchant_order_id))
+    assert (event.outcome, event.amount) == ("succeeded", request.amount)
+
+
 async def test_only_cny_and_any_cart_title(gw):
     assert gw.adapter.currencies == frozenset({"CNY"})
     with pytest.raises(GatewayRejected, match="CNY"):

@@ -184,3 +184,13 @@ async def test_a_second_capture_under_one_reference_is_listed_with_its_attempt(a
         ]
     )
     assert (await adapter.get_payment(first.merchant_order_id)).payment_id == one.payment_id
+
+
+async def test_a_long_cart_description_is_shortened_not_refused(adapter, sandbox):
+    """Five items with 50-character titles: over the sandbox's 256 characters."""
+    titles = ", ".join(f"1 × {'Course title that goes on and on ' * 2}{n}"[:60] for n in range(5))
+    description = titles + ", and a few more words to be sure it is long enough to be cut"
+    assert len(description) > 256
+    session = await adapter.create_payment(new_payment(adapter, description=description))
+    stored = sandbox.payments[session.payment_id]["description"]
+    assert len(stored) == 256 and stored.endswith("…")
