@@ -18,6 +18,7 @@ from kassa.contracts import (
 )
 from kassa.errors import GatewayRejected, UnknownGateway
 from kassa.settings import Settings
+from kassa.statuses import PaymentOutcome
 
 
 def gateway_named(gateways: dict[str, PaymentGateway], name: str) -> PaymentGateway:
@@ -90,6 +91,8 @@ class PaymentActivities:
             closed = await gateway.close_payment(gateway.reference(order.order_id, order.attempt))
         except GatewayRejected as err:  # not final here: retried, see above
             raise GatewayError(f"the gateway refused the close: {err.message}") from err
+        if closed.outcome in (PaymentOutcome.PENDING, PaymentOutcome.PROCESSING):
+            raise GatewayError(f"still payable after the close: {closed.outcome}")  # retried
         return _check(closed)
 
 

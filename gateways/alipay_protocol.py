@@ -25,9 +25,9 @@ no reversible encoding maps every id of up to 64 characters out of a 66-letter a
 plus an attempt number, into 64 characters out of 63 letters (there are more ids than
 references). What does not fit gets a hashed reference (`_x` + 62 hex digits of SHA-256),
 the same every time, but one only a stored mapping can turn back into its order. The core
-will keep every attempt's reference in a table (written when the payment is opened, read
-when a callback arrives), so callbacks will look references up instead of decoding them;
-until then the adapter decodes, and refuses a callback with a hashed reference.
+keeps every attempt's reference in a table (`gateway_payments`, written before the payment
+is opened, read when a callback arrives), so callbacks look references up and never decode
+them; `order_of_out_trade_no` is for people and tests reading Alipay's records.
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ class PaymentGateway(Protocol):
 
     async def create_payment(self, payment: NewPayment) -> PaymentSession:
         """Open a payment; calling again with the same reference returns the same one. The
-        session's `payment_id` is the id known at creation (the reference itself where the
-        gateway gives none before the buyer pays)."""
+        session's `payment_id` is the gateway's id of the payment where it names one at
+        creation (the capture's id to be), else None (Alipay numbers a trade only once the
+        buyer scans): the checkout then tells its payment by the reference alone."""
         ...
 
     async def get_payment(self, merchant_order_id: str) -> GatewayPayment:

@@ -156,6 +156,13 @@ class OrderOnHold(OrderNotCancellable):
     title = "The payment is held for support"
 
 
+class CheckoutEnded(KassaError):
+    """The checkout ended (failed, for support to see) before it answered the request."""
+
+    status, slug, blame = 409, "checkout-ended", "order_id"
+    title = "The checkout ended before it answered"
+
+
 class RetryNotAllowed(KassaError):
     status, slug, blame = 409, "retry-not-allowed", "order_id"
     title = "Nothing to retry"

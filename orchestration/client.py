@@ -136,7 +136,8 @@ async def ask_checkout(
     except WorkflowUpdateFailedError as err:
         if refused := errors.from_failure(err.cause):
             raise refused from err
-        raise
+        # Not a refusal of the checkout's: it ended (a failure support sees) mid-update.
+        raise errors.CheckoutEnded(str(err.cause or err)) from err
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise

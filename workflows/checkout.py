@@ -24,11 +24,7 @@ from workflows.fulfilment import AFTER_PAYMENT
 from workflows.payment import Payment, Verdict
 from workflows.refund import give_back, refund_and_wait
 from workflows.saga import Saga
-from workflows.steps import (
-    db_step,
-    failure_message,
-    notify_storefront,
-)
+from workflows.steps import db_step, details, failure_message, notify_storefront
 
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
@@ -63,7 +59,7 @@ class CheckoutWorkflow:
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
-        self._details("Creating the order and checking risk")
+        details("Creating the order and checking risk")
         await db_step(OrderActivities.create_order, checkout, "create the order")
         risk = await db_step(RiskActivities.check_risk, checkout, "risk check")
         if not risk.approved:
@@ -137,7 +133,7 @@ class CheckoutWorkflow:
             for step in AFTER_PAYMENT:
                 if step.undo is not None:
                     saga.add(step.undoes, lambda _, s=step: db_step(s.undo, checkout, s.undoes))
-                self._details(f"Paid; {step.does}")
+                details(f"Paid; {step.does}")
                 await db_step(step.action, checkout, step.does)
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
             reason = f"fulfilment failed: {failure_message(err)}"
@@ -160,7 +156,7 @@ class CheckoutWorkflow:
         await db_step(OrderActivities.set_status, hold, "hold for support")
         self._reason = reason
         self._set_status(OrderStatus.ON_HOLD)
-        self._details(
+        details(
             f"Held for support: {reason}; refund (or accept, if more than the amount) with "
             f"POST /v1/orders/{checkout.order_id}/review"
         )
@@ -191,7 +187,7 @@ class CheckoutWorkflow:
         await db_step(OrderActivities.set_status, change, f"order {status}")
         self._reason = reason
         self._set_status(status)
-        self._details(f"Telling the storefront: order {status}")
+        details(f"Telling the storefront: order {status}")
         await notify_storefront(
             StorefrontEvent(
                 f"evt_{order_id}_{status}", f"order.{status}", self._view(), workflow.now()
@@ -200,7 +196,8 @@ class CheckoutWorkflow:
         workflow.set_current_details(f"Done: {status}" + (f" ({reason})" if reason else ""))
         await workflow.wait_condition(workflow.all_handlers_finished)
         kind = StrayKind.DOUBLE_PAYMENT if status.is_paid else StrayKind.LATE_PAYMENT
-        await give_back(self._payment.take_strays(), self._checkout.gateway, kind)
+        while strays := self._payment.take_strays():  # and those reported meanwhile
+            await give_back(strays, self._checkout.gateway, kind)
         return self._view()
 
     # ---- messages -----------------------------------------------------------------------------
@@ -274,10 +271,6 @@ class CheckoutWorkflow:
 
     def _amount(self) -> str:
         return format_amount(self._checkout.amount, self._checkout.currency)
-
-    def _details(self, doing: str) -> None:
-        """What support reads in the UI: what the checkout does, and since when."""
-        workflow.set_current_details(f"{doing} (since {workflow.now():%Y-%m-%d %H:%M:%S} UTC)")
 
     def _set_status(self, status: OrderStatus) -> None:
         self._status = status

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.payment import Payment, Verdict
-from workflows.steps import GATEWAY_CALL, GATEWAY_RETRY, ask_gateway, wait_for_word
+from workflows.steps import GATEWAY_CALL, GATEWAY_RETRY, ask_gateway, details, wait_for_word
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
@@ -25,10 +25,6 @@ with workflow.unsafe.imports_passed_through():
 OPEN_PAYMENT_DEADLINE = timedelta(seconds=45)
 
 
-def _details(doing: str) -> None:
-    workflow.set_current_details(f"{doing} (since {workflow.now():%Y-%m-%d %H:%M:%S} UTC)")
-
-
 class Collection:
     """One checkout's payment at the gateway, from opening to decided."""
 
@@ -38,7 +34,7 @@ class Collection:
     async def open(self) -> str | None:
         """Open the current attempt's payment at the gateway; the failure, if it could not."""
         payment = self.payment
-        _details(f"Opening payment attempt {payment.attempt} at {self.checkout.gateway}")
+        details(f"Opening payment attempt {payment.attempt} at {self.checkout.gateway}")
         try:
             payment.session = await workflow.execute_activity_method(
                 PaymentActivities.create_payment,
@@ -64,7 +60,7 @@ class Collection:
             await self._wait_for_the_buyer()
         if payment.verdict == Verdict.UNDECIDED:
             # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
-            _details(f"Closing the unpaid payment at {self.checkout.gateway}")
+            details(f"Closing the unpaid payment at {self.checkout.gateway}")
             await self.close()
         return None
 
@@ -127,7 +123,7 @@ class Collection:
         payment = self.payment
         payment.awaiting_retry = True
         await on_decline()
-        _details(
+        details(
             "Declined; waiting for the buyer to try again until "
             f"{self.expires_at:%Y-%m-%d %H:%M:%S} UTC"
         )

@@ -94,11 +94,12 @@ class Payment:
         """The current payment was closed: unpaid (None), or the buyer paid first, and that
         capture is judged like any word (a decline before it was not the last word). Unless
         the order keeps what the close found, nothing more can be captured on it."""
+        before = self.outcome
         if captured is not None:
             self.outcome = None
             self.take(captured)
-        if not self.captured:
-            self.closed = True
+        if not self.captured:  # a capture the order does not keep leaves the decline standing
+            self.outcome, self.closed = before, True
 
     def _is_current(self, event: PaymentEvent) -> bool:
         """About the current attempt's payment: its reference (the attempt), and where the
@@ -107,7 +108,13 @@ class Payment:
         return event.attempt == self.attempt and known in (None, event.payment_id)
 
     def _open_to(self, event: PaymentEvent) -> bool:
-        overrules = self.awaiting_retry and event.outcome == PaymentOutcome.SUCCEEDED
+        # A capture outranks a decline the buyer may retry (paid on the same page after all);
+        # nothing outranks a capture.
+        overrules = (
+            self.awaiting_retry
+            and self.outcome == PaymentOutcome.DECLINED
+            and event.outcome == PaymentOutcome.SUCCEEDED
+        )
         return (self.outcome is None or overrules) and self.held is None and not self.closed
 
     # ---- what the checkout asks ---------------------------------------------------------------

@@ -22,6 +22,11 @@ GATEWAY_RETRY = RetryPolicy(
 )
 
 
+def details(doing: str) -> None:
+    """What support reads in the UI: what the workflow does, and since when."""
+    workflow.set_current_details(f"{doing} (since {workflow.now():%Y-%m-%d %H:%M:%S} UTC)")
+
+
 def failure_message(err: BaseException) -> str:
     """The innermost message of a step's failure (activity errors wrap their cause)."""
     while err.__cause__ is not None:

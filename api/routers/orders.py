@@ -40,6 +40,7 @@ async def get_order(order_id: OrderIdPath, caller: CallerDep, sessions: Sessions
     responses=responses(
         errors.OrderNotFound,
         errors.OrderNotCancellable,
+        errors.CheckoutEnded,
         errors.CancelPending,
         errors.TemporalUnavailable,
     ),
@@ -80,6 +81,7 @@ async def cancel_order(
     responses=responses(
         errors.OrderNotFound,
         errors.RetryNotAllowed,
+        errors.CheckoutEnded,
         errors.RetryPending,
         errors.TemporalUnavailable,
     ),

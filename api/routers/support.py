@@ -40,6 +40,7 @@ async def get_order_ledger(
         errors.SupportOnly,
         errors.OrderNotFound,
         errors.NotOnHold,
+        errors.CheckoutEnded,
         errors.CannotAccept,
         errors.ReviewPending,
         errors.TemporalUnavailable,

@@ -106,8 +106,10 @@ async def _report_payment(
         )
         await orders.record_callback(session, event, _as_record(body))
     delivered = await temporal_client.report_payment(temporal, event)
-    if not delivered and event.outcome == PaymentOutcome.SUCCEEDED:
-        await _report_stray(temporal, sessions, settings, event)
+    if event.outcome == PaymentOutcome.SUCCEEDED:
+        # Also when delivered: a checkout that has ended (or is ending) may no longer look
+        # at it. Judged by the order row; a capture given back twice is given back once.
+        await _report_stray(temporal, sessions, settings, event, delivered)
 
 
 def _as_record(body: bytes) -> dict:
@@ -118,11 +120,15 @@ def _as_record(body: bytes) -> dict:
         return dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
 
 
-async def _report_stray(temporal, sessions, settings: Settings, event: PaymentEvent) -> None:
-    """A capture reported after its checkout ended: unless it is the capture the order kept,
+async def _report_stray(
+    temporal, sessions, settings: Settings, event: PaymentEvent, delivered: bool
+) -> None:
+    """A capture reported once its order has ended: unless it is the capture the order kept,
     it is a late or a second payment, and its own refund gives it back."""
     async with sessions() as session:
         order = await orders.get(session, event.order_id)  # its payment was opened: it exists
+    if delivered and not order.status.is_final:
+        return  # its checkout runs and judges it
     if not order.status.is_final and event.payment_id != order.gateway_payment_id:
         # No checkout runs, yet the order never ended (terminated by hand?): support decides.
         log.error(

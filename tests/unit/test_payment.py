@@ -247,3 +247,22 @@ def test_where_the_gateway_names_no_payment_at_creation_the_capture_id_tells_the
     p.hear(word(PAID, 2, payment="trade_1"))  # the same capture, notified again
     p.hear(word(PAID, 3, payment="trade_2"))  # another capture under the same reference
     assert p.kept == "trade_1" and strays(p) == ["trade_2"]
+
+
+def test_a_second_capture_while_a_retry_is_offered_does_not_replace_the_first():
+    p = Payment(AMOUNT, "CNY", 3)
+    p.session = PaymentSession("wechat", None, None, datetime.now(UTC), qr_code="weixin://x")
+    p.take(word(DECLINED))
+    p.awaiting_retry = True
+    p.take(word(PAID, 2, payment="T1"))
+    p.take(word(PAID, 3, payment="T2"))
+    assert p.kept == "T1" and strays(p) == ["T2"]
+
+
+def test_a_close_finding_another_capture_leaves_the_decline_standing():
+    p = payment()
+    p.take(word(DECLINED))
+    p.awaiting_retry = True
+    p.closed_at_gateway(word(PAID, attempt=2, payment="pay_other"))  # the window closed
+    assert not p.end_retry_wait() and p.verdict == Verdict.DECLINED
+    assert strays(p) == ["pay_other"]
