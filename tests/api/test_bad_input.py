@@ -49,6 +49,10 @@ BAD_BODIES = [
     ("unknown currency", {"currency": "XYZ"}, "currency"),
     ("lower-case currency", {"currency": "cny"}, "currency"),
     ("not money", {"currency": "XAU"}, "currency"),
+    ("fund code CLF", {"currency": "CLF"}, "currency"),
+    ("fund code USN", {"currency": "USN"}, "currency"),
+    ("fund code BOV", {"currency": "BOV"}, "currency"),
+    ("unit of account UYW", {"currency": "UYW"}, "currency"),
     ("unknown gateway", {"gateway": "paypal"}, "gateway"),
     ("window too short", {"expires_in_seconds": 1}, "expires_in_seconds"),
     ("window too long", {"expires_in_seconds": 10**7}, "expires_in_seconds"),
@@ -77,6 +81,19 @@ async def test_invalid_checkout_is_refused_naming_the_field(stack, unchanged, ca
     assert problem["type"] == "urn:kassa:problem:validation-error"
     assert problem["field"] == field
     assert field in [e["field"] for e in problem["errors"]]
+
+
+async def test_a_huge_currency_is_not_echoed(stack, unchanged):
+    huge = "A" * 10_000
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            json=checkout_body(currency=huge),
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert response.status_code == 422, response.text[:500]
+    assert response.json()["field"] == "currency"
+    assert "A" * 20 not in response.text and len(response.text) < 1000
 
 
 async def test_missing_api_key_is_401(stack, unchanged):
