@@ -201,7 +201,7 @@ async def test_unknown_order_is_404(stack, unchanged):
     assert response.json()["field"] == "order_id"
 
 
-def callback(order_id: str = "ord_x") -> bytes:
+def callback(order_id: str = "ord_x", **data) -> bytes:
     return json.dumps(
         {
             "id": f"evt_{uuid.uuid4().hex}",
@@ -212,9 +212,20 @@ def callback(order_id: str = "ord_x") -> bytes:
                 "status": "succeeded",
                 "amount": 1,
                 "currency": "CNY",
+                **data,
             },
         }
     ).encode()
+
+
+async def post_signed(stack, body: bytes):
+    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    async with stack.http(key="") as api:
+        return await api.post(
+            "/v1/webhooks/sandbox",
+            content=body,
+            headers={sandbox_protocol.SIGNATURE_HEADER: signature},
+        )
 
 
 @pytest.mark.parametrize(
@@ -237,6 +248,20 @@ async def test_forged_callback_is_401_and_changes_nothing(stack, unchanged, sign
     assert response.json()["type"] == "urn:kassa:problem:invalid-signature"
 
 
+async def test_a_non_ascii_signature_is_401(stack, unchanged):
+    body = callback()
+    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    async with stack.http(key="") as api:
+        response = await api.post(
+            "/v1/webhooks/sandbox",
+            content=body,
+            headers={sandbox_protocol.SIGNATURE_HEADER: (signature[:-1] + "é").encode()},
+        )
+    assert response.status_code == 401, response.text
+    assert response.json()["type"] == "urn:kassa:problem:invalid-signature"
+    assert response.json()["field"] == "signature"
+
+
 async def test_absurd_signature_timestamp_is_401(stack, unchanged):
     async with stack.http(key="") as api:
         response = await api.post(
@@ -257,8 +282,17 @@ async def test_absurd_signature_timestamp_is_401(stack, unchanged):
         b'"merchant_order_id": "' + b"o" * 65 + b'", "status": "succeeded", "amount": 1, '
         b'"currency": "CNY"}}',
         b"not json at all",
+        callback(amount=0),
+        callback(order_id="ord_\u0000x"),
     ],
-    ids=["type not a string", "amount not an integer", "order id too long", "not json"],
+    ids=[
+        "type not a string",
+        "amount not an integer",
+        "order id too long",
+        "not json",
+        "amount zero",
+        "NUL in the reference",
+    ],
 )
 async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
     signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
@@ -281,3 +315,24 @@ async def test_replayed_old_callback_is_401(stack, unchanged):
         )
     assert response.status_code == 401
     assert "tolerance" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"description": "Python\u0000101"}, {"id": "pay_\u0000x"}, {"\u0000": 1}],
+    ids=["in another field", "in the payment id", "in a key"],
+)
+async def test_a_signed_callback_with_nul_for_a_real_payment_is_400(stack, sessions, data):
+    async with stack.http() as api:
+        started = await api.post(
+            "/v1/checkouts", json=checkout_body(), headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+    assert started.status_code == 201, started.text
+    order_id = started.json()["order_id"]
+    before = await count_rows(sessions)
+    for _ in range(2):  # every delivery: a 400, never a 500
+        response = await post_signed(stack, callback(order_id, amount=29700, **data))
+        assert response.status_code == 400, response.text
+        assert response.json()["type"] == "urn:kassa:problem:malformed-callback"
+        assert response.json()["field"] == "body"
+    assert await count_rows(sessions) == before
