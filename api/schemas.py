@@ -26,7 +26,10 @@ from kassa.statuses import OrderStatus, RefundStatus
 # published schema (JSON Schema's ECMA-262 regexes): no `\s`, `\w` or lookarounds, whose
 # meaning differs between the two.
 
-_CONTROL = r"\x00-\x1f\x7f"  # refused anywhere (PostgreSQL refuses NUL)
+# Refused anywhere: control characters (C0, DEL, C1 with NEL; PostgreSQL refuses NUL), line
+# and paragraph separators, and the bidi controls (marks, embeddings, overrides, isolates),
+# which reorder or break what support reads in the Temporal UI.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # What str.strip() takes off besides the control characters: a text needs one other character.
 _BLANK = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 TEXT_PATTERN = rf"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"

@@ -63,6 +63,11 @@ BAD_BODIES = [
     ("NUL in customer id", {"customer_id": "a\u0000b"}, "customer_id"),
     ("control character in title", {"items": [item(title="Py\u0007thon")]}, "items[0].title"),
     ("blank customer id", {"customer_id": "   "}, "customer_id"),
+    ("bidi override in customer id", {"customer_id": "cus_\u202egnp.exe"}, "customer_id"),
+    ("line separator in title", {"items": [item(title="Py\u2028thon")]}, "items[0].title"),
+    ("paragraph separator in title", {"items": [item(title="Py\u2029thon")]}, "items[0].title"),
+    ("NEL in title", {"items": [item(title="Py\u0085thon")]}, "items[0].title"),
+    ("bidi isolate in title", {"items": [item(title="Py\u2067thon")]}, "items[0].title"),
     ("zero window", {"expires_in_seconds": 0}, "expires_in_seconds"),
 ]
 
@@ -336,3 +341,25 @@ async def test_a_signed_callback_with_nul_for_a_real_payment_is_400(stack, sessi
         assert response.json()["type"] == "urn:kassa:problem:malformed-callback"
         assert response.json()["field"] == "body"
     assert await count_rows(sessions) == before
+
+
+FREE_TEXT = ["a\u202eb", "a\u2028b", "a\u2029b", "a\u0085b"]
+
+
+@pytest.mark.parametrize("text", FREE_TEXT, ids=["RLO", "LS", "PS", "NEL"])
+async def test_bidi_controls_and_separators_in_reasons_and_notes_are_refused(
+    stack, unchanged, text
+):
+    order_id = f"ord_{uuid.uuid4().hex}"
+    async with stack.http() as api:
+        refund = await api.post(
+            f"/v1/orders/{order_id}/refunds",
+            json={"reason": text},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        cancel = await api.post(f"/v1/orders/{order_id}/cancel", json={"reason": text})
+    async with stack.http(key=stack.settings.support_api_key) as support:
+        review = await support.post(f"/v1/orders/{order_id}/review", json={"note": text})
+    for answer, field in [(refund, "reason"), (cancel, "reason"), (review, "note")]:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == field
