@@ -7,10 +7,16 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from temporalio.service import RPCError, RPCStatusCode
 
+from api.schemas import CheckoutIn
+from db import orders
 from db.models import IdempotencyKey, Order, PaymentEventRecord
 from gateways import sandbox_protocol
+from kassa.ids import checkout_workflow_id
+from kassa.settings import Settings
+from kassa.statuses import OrderStatus
 from tests.e2e.test_purchase import checkout_body
 
 
@@ -363,3 +369,59 @@ async def test_bidi_controls_and_separators_in_reasons_and_notes_are_refused(
     for answer, field in [(refund, "reason"), (cancel, "reason"), (review, "note")]:
         assert answer.status_code == 422, answer.text
         assert answer.json()["field"] == field
+
+
+async def an_old_order(sessions, body: dict, status: OrderStatus) -> str:
+    """An order the database remembers but Temporal no longer does (retention has passed)."""
+    order_id = f"ord_{uuid.uuid4().hex}"
+    checkout = CheckoutIn.model_validate({**body, "order_id": order_id}).to_checkout_input(
+        order_id, 900, Settings()
+    )
+    async with sessions.begin() as session:
+        await orders.create(session, checkout)
+        await session.execute(update(Order).where(Order.order_id == order_id).values(status=status))
+    return order_id
+
+
+async def no_workflow(stack, order_id: str) -> bool:
+    try:
+        await stack.temporal.get_workflow_handle(checkout_workflow_id(order_id)).describe()
+    except RPCError as err:
+        return err.status == RPCStatusCode.NOT_FOUND
+    return False
+
+
+async def test_an_old_order_id_with_other_contents_is_409_before_anything_starts(
+    stack, sessions, sandbox
+):
+    order_id = await an_old_order(sessions, checkout_body(), OrderStatus.EXPIRED)
+    before = (await count_rows(sessions), len(sandbox.payments))
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            json=checkout_body(order_id=order_id),  # another customer
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert response.status_code == 409, response.text
+    assert response.json()["type"] == "urn:kassa:problem:order-id-conflict"
+    assert response.json()["field"] == "order_id"
+    assert (await count_rows(sessions), len(sandbox.payments)) == before
+    assert await no_workflow(stack, order_id)
+
+
+async def test_an_old_order_id_with_the_same_contents_answers_the_stored_order(
+    stack, sessions, sandbox
+):
+    body = checkout_body()
+    order_id = await an_old_order(sessions, body, OrderStatus.EXPIRED)
+    payments = len(sandbox.payments)
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            json={**body, "order_id": order_id},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert response.status_code == 201, response.text
+    assert (response.json()["order_id"], response.json()["status"]) == (order_id, "expired")
+    assert len(sandbox.payments) == payments
+    assert await no_workflow(stack, order_id)
