@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from db import orders
 from kassa.contracts import CheckoutInput, RiskDecision
+from kassa.money import currency_exponent, format_amount
 from kassa.settings import Settings
+
+
+def amount_limit(settings: Settings, currency: str) -> int:
+    """The per-order limit in `currency`'s minor units: its major-unit limit (the currency's
+    own, else the default) scaled by its exponent (JPY 0, CNY 2, KWD 3)."""
+    major = settings.risk_max_order_major_by_currency.get(currency, settings.risk_max_order_major)
+    return int(Decimal(major).scaleb(currency_exponent(currency)))
 
 
 class RiskActivities:
@@ -19,9 +28,13 @@ class RiskActivities:
 
     @activity.defn
     async def check_risk(self, checkout: CheckoutInput) -> RiskDecision:
-        limit = self._settings.risk_max_order_amount
+        limit = amount_limit(self._settings, checkout.currency)
         if checkout.amount > limit:
-            return RiskDecision(False, f"amount {checkout.amount} is over the limit of {limit}")
+            return RiskDecision(
+                False,
+                f"amount {format_amount(checkout.amount, checkout.currency)} is over the limit "
+                f"of {format_amount(limit, checkout.currency)}",
+            )
         window = timedelta(seconds=self._settings.risk_velocity_window_seconds)
         async with self._sessions() as session:
             recent = await orders.count_recent_for_customer(

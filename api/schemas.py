@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import iso4217
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -18,8 +17,8 @@ from pydantic import (
     field_validator,
 )
 
+from kassa import money
 from kassa.contracts import CheckoutInput, CheckoutView, LineItem
-from kassa.money import currency_exponent
 from kassa.settings import Settings
 from kassa.statuses import OrderStatus, RefundStatus
 
@@ -27,7 +26,10 @@ from kassa.statuses import OrderStatus, RefundStatus
 # published schema (JSON Schema's ECMA-262 regexes): no `\s`, `\w` or lookarounds, whose
 # meaning differs between the two.
 
-_CONTROL = r"\x00-\x1f\x7f"  # refused anywhere (PostgreSQL refuses NUL)
+# Refused anywhere: control characters (C0, DEL, C1 with NEL; PostgreSQL refuses NUL), line
+# and paragraph separators, and the bidi controls (marks, embeddings, overrides, isolates),
+# which reorder or break what support reads in the Temporal UI.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # What str.strip() takes off besides the control characters: a text needs one other character.
 _BLANK = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 TEXT_PATTERN = rf"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"
@@ -61,8 +63,8 @@ def _whole_number(**constraints: Any) -> object:
 ID_PATTERN = r"^([A-Za-z0-9_.:-]*[A-Za-z0-9_:-][A-Za-z0-9_.:-]*|[.]{3,})$"
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
-# Active ISO-4217 currencies with an exponent (kassa/money.py refuses the others).
-CURRENCIES = sorted(c.code for c in iso4217.Currency if c.exponent is not None)
+# Active ISO-4217 currencies with an exponent, funds excepted (kassa/money.py refuses the others).
+CURRENCIES = money.CURRENCIES
 
 # An http(s) URL whose every match the URL parser takes: a host name ending in a label of
 # letters (no IP literal), an optional port, a path, query and fragment of printable ASCII.
@@ -115,6 +117,7 @@ class CheckoutIn(BaseModel):
     currency: Annotated[
         str,
         Field(
+            max_length=3,  # checked first: a long one is refused without being echoed
             description="ISO-4217 code, upper case: CNY, USD, JPY…",
             json_schema_extra={"enum": CURRENCIES},
         ),
@@ -131,7 +134,7 @@ class CheckoutIn(BaseModel):
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, code: str) -> str:
-        currency_exponent(code)  # raises ValueError, which pydantic reports on this field
+        money.currency_exponent(code)  # raises ValueError, which pydantic reports on this field
         return code
 
     def to_checkout_input(

@@ -25,6 +25,8 @@ def verify(secrets: list[str], header: str | None, body: bytes, tolerance_second
     """Raise ValueError, saying why, unless `header` signs `body` with one of `secrets`."""
     if not header:
         raise ValueError(f"missing {SIGNATURE_HEADER} header")
+    if not header.isascii():  # hmac.compare_digest takes ASCII strings only
+        raise ValueError(f"malformed {SIGNATURE_HEADER} header")
     pairs = [p.strip().split("=", 1) for p in header.split(",") if "=" in p]
     timestamps = [v for k, v in pairs if k == "t"]
     signatures = [v for k, v in pairs if k == "v1"]

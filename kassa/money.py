@@ -10,16 +10,32 @@ from decimal import Decimal
 
 import iso4217
 
+# ISO-4217's fund codes (marked IsFund in its list: indexed units, next-day dollars…) and the
+# units of account it lists with an exponent: bookkeeping units, not money a buyer pays in.
+FUNDS = frozenset({"BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW", "XAD"})
+
 
 def currency_exponent(code: str) -> int:
-    """Raises ValueError for anything that is not an active ISO-4217 currency with an exponent."""
+    """Raises ValueError for anything that is not an active ISO-4217 currency with an exponent,
+    or is a fund or unit of account. The message shows at most a few characters of `code`."""
     try:
         currency = iso4217.Currency(code)
     except ValueError:
-        raise ValueError(f"{code!r} is not an ISO-4217 currency code") from None
-    if currency.exponent is None:  # XAU, XDR and friends are not money we take
+        raise ValueError(f"{_shown(code)} is not an ISO-4217 currency code") from None
+    if currency.exponent is None or code in FUNDS:  # XAU, XDR, CLF… are not money we take
         raise ValueError(f"{code!r} is not a currency Kassa accepts")
     return currency.exponent
+
+
+def _shown(code: str, limit: int = 8) -> str:
+    """`code` for a message: its repr, cut short (a message never echoes unbounded input)."""
+    return repr(code) if len(code) <= limit else repr(code[:limit]) + "…"
+
+
+# Every currency Kassa accepts (the published enum says the same).
+CURRENCIES = sorted(
+    c.code for c in iso4217.Currency if c.exponent is not None and c.code not in FUNDS
+)
 
 
 def format_amount(amount: int, currency: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,7 +91,11 @@ class Settings(BaseSettings):
     reconcile_lookback_hours: int = Field(72, ge=1)
 
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
-    risk_max_order_amount: int = 50_000_00
+    # The amount limit is in major units (yuan, dollars, yen, dinars: the currency's exponent
+    # converts it), per currency where set, e.g. '{"JPY": 1000000, "KWD": 2000}', else the
+    # default.
+    risk_max_order_major: int = Field(50_000, gt=0)
+    risk_max_order_major_by_currency: dict[str, Annotated[int, Field(gt=0)]] = {}
     risk_max_orders_per_customer: int = 10
     risk_velocity_window_seconds: int = 3600
 

@@ -65,7 +65,7 @@ def settings(database_url, ports, alipay_keys) -> Settings:
         alipay_gateway_url=f"http://127.0.0.1:{ports['alipay']}/gateway.do",
         alipay_keys_dir=alipay_keys,
         storefront_webhook_url=f"http://127.0.0.1:{ports['storefront']}/hooks",
-        risk_max_order_amount=1_000_000,
+        risk_max_order_major=10_000,
         risk_max_orders_per_customer=3,
         status_check_first_seconds=1,
         expires_in_min=2,  # payment windows of seconds, for the randomized runs

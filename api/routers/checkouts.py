@@ -59,6 +59,18 @@ async def create_checkout(
     """Start a purchase: the order, the risk check, and the gateway's payment page, in one
     call. A rejected order (risk) is a 201 too, with `status` `rejected` and the reason."""
     expires_in = _check_bounds(body, settings, gateways)
+    # The database first: once Temporal's retention has passed, it alone remembers an order
+    # id, and starting would make a second checkout under it.
+    existing = None
+    if body.order_id is not None:
+        async with sessions() as session:
+            existing = await orders.get(session, body.order_id)
+        wanted = body.to_checkout_input(body.order_id, expires_in, settings)
+        if existing is not None and not orders.same_contents(existing, wanted):
+            raise errors.OrderIdConflict(
+                f"Order {body.order_id} already exists with different contents",
+                order_id=body.order_id,
+            )
 
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     async with sessions.begin() as session:
@@ -67,6 +79,8 @@ async def create_checkout(
         )
     order_id = bound.order_id
 
+    if existing is not None and existing.status.is_final:
+        return CheckoutOut.of(orders.as_view(existing))  # its checkout no longer runs
     checkout = body.to_checkout_input(order_id, expires_in, settings)
     view = await _start(temporal, sessions, settings, checkout)
     async with sessions() as session:

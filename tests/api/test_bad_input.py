@@ -7,10 +7,16 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from temporalio.service import RPCError, RPCStatusCode
 
+from api.schemas import CheckoutIn
+from db import orders
 from db.models import IdempotencyKey, Order, PaymentEventRecord
 from gateways import sandbox_protocol
+from kassa.ids import checkout_workflow_id
+from kassa.settings import Settings
+from kassa.statuses import OrderStatus
 from tests.e2e.test_purchase import checkout_body
 
 
@@ -49,6 +55,10 @@ BAD_BODIES = [
     ("unknown currency", {"currency": "XYZ"}, "currency"),
     ("lower-case currency", {"currency": "cny"}, "currency"),
     ("not money", {"currency": "XAU"}, "currency"),
+    ("fund code CLF", {"currency": "CLF"}, "currency"),
+    ("fund code USN", {"currency": "USN"}, "currency"),
+    ("fund code BOV", {"currency": "BOV"}, "currency"),
+    ("unit of account UYW", {"currency": "UYW"}, "currency"),
     ("unknown gateway", {"gateway": "paypal"}, "gateway"),
     ("window too short", {"expires_in_seconds": 1}, "expires_in_seconds"),
     ("window too long", {"expires_in_seconds": 10**7}, "expires_in_seconds"),
@@ -59,6 +69,11 @@ BAD_BODIES = [
     ("NUL in customer id", {"customer_id": "a\u0000b"}, "customer_id"),
     ("control character in title", {"items": [item(title="Py\u0007thon")]}, "items[0].title"),
     ("blank customer id", {"customer_id": "   "}, "customer_id"),
+    ("bidi override in customer id", {"customer_id": "cus_\u202egnp.exe"}, "customer_id"),
+    ("line separator in title", {"items": [item(title="Py\u2028thon")]}, "items[0].title"),
+    ("paragraph separator in title", {"items": [item(title="Py\u2029thon")]}, "items[0].title"),
+    ("NEL in title", {"items": [item(title="Py\u0085thon")]}, "items[0].title"),
+    ("bidi isolate in title", {"items": [item(title="Py\u2067thon")]}, "items[0].title"),
     ("zero window", {"expires_in_seconds": 0}, "expires_in_seconds"),
 ]
 
@@ -77,6 +92,19 @@ async def test_invalid_checkout_is_refused_naming_the_field(stack, unchanged, ca
     assert problem["type"] == "urn:kassa:problem:validation-error"
     assert problem["field"] == field
     assert field in [e["field"] for e in problem["errors"]]
+
+
+async def test_a_huge_currency_is_not_echoed(stack, unchanged):
+    huge = "A" * 10_000
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            json=checkout_body(currency=huge),
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert response.status_code == 422, response.text[:500]
+    assert response.json()["field"] == "currency"
+    assert "A" * 20 not in response.text and len(response.text) < 1000
 
 
 async def test_missing_api_key_is_401(stack, unchanged):
@@ -184,7 +212,7 @@ async def test_unknown_order_is_404(stack, unchanged):
     assert response.json()["field"] == "order_id"
 
 
-def callback(order_id: str = "ord_x") -> bytes:
+def callback(order_id: str = "ord_x", **data) -> bytes:
     return json.dumps(
         {
             "id": f"evt_{uuid.uuid4().hex}",
@@ -195,9 +223,20 @@ def callback(order_id: str = "ord_x") -> bytes:
                 "status": "succeeded",
                 "amount": 1,
                 "currency": "CNY",
+                **data,
             },
         }
     ).encode()
+
+
+async def post_signed(stack, body: bytes):
+    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    async with stack.http(key="") as api:
+        return await api.post(
+            "/v1/webhooks/sandbox",
+            content=body,
+            headers={sandbox_protocol.SIGNATURE_HEADER: signature},
+        )
 
 
 @pytest.mark.parametrize(
@@ -220,6 +259,20 @@ async def test_forged_callback_is_401_and_changes_nothing(stack, unchanged, sign
     assert response.json()["type"] == "urn:kassa:problem:invalid-signature"
 
 
+async def test_a_non_ascii_signature_is_401(stack, unchanged):
+    body = callback()
+    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    async with stack.http(key="") as api:
+        response = await api.post(
+            "/v1/webhooks/sandbox",
+            content=body,
+            headers={sandbox_protocol.SIGNATURE_HEADER: (signature[:-1] + "é").encode()},
+        )
+    assert response.status_code == 401, response.text
+    assert response.json()["type"] == "urn:kassa:problem:invalid-signature"
+    assert response.json()["field"] == "signature"
+
+
 async def test_absurd_signature_timestamp_is_401(stack, unchanged):
     async with stack.http(key="") as api:
         response = await api.post(
@@ -240,8 +293,17 @@ async def test_absurd_signature_timestamp_is_401(stack, unchanged):
         b'"merchant_order_id": "' + b"o" * 65 + b'", "status": "succeeded", "amount": 1, '
         b'"currency": "CNY"}}',
         b"not json at all",
+        callback(amount=0),
+        callback(order_id="ord_\u0000x"),
     ],
-    ids=["type not a string", "amount not an integer", "order id too long", "not json"],
+    ids=[
+        "type not a string",
+        "amount not an integer",
+        "order id too long",
+        "not json",
+        "amount zero",
+        "NUL in the reference",
+    ],
 )
 async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
     signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
@@ -264,3 +326,102 @@ async def test_replayed_old_callback_is_401(stack, unchanged):
         )
     assert response.status_code == 401
     assert "tolerance" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"description": "Python\u0000101"}, {"id": "pay_\u0000x"}, {"\u0000": 1}],
+    ids=["in another field", "in the payment id", "in a key"],
+)
+async def test_a_signed_callback_with_nul_for_a_real_payment_is_400(stack, sessions, data):
+    async with stack.http() as api:
+        started = await api.post(
+            "/v1/checkouts", json=checkout_body(), headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+    assert started.status_code == 201, started.text
+    order_id = started.json()["order_id"]
+    before = await count_rows(sessions)
+    for _ in range(2):  # every delivery: a 400, never a 500
+        response = await post_signed(stack, callback(order_id, amount=29700, **data))
+        assert response.status_code == 400, response.text
+        assert response.json()["type"] == "urn:kassa:problem:malformed-callback"
+        assert response.json()["field"] == "body"
+    assert await count_rows(sessions) == before
+
+
+FREE_TEXT = ["a\u202eb", "a\u2028b", "a\u2029b", "a\u0085b"]
+
+
+@pytest.mark.parametrize("text", FREE_TEXT, ids=["RLO", "LS", "PS", "NEL"])
+async def test_bidi_controls_and_separators_in_reasons_and_notes_are_refused(
+    stack, unchanged, text
+):
+    order_id = f"ord_{uuid.uuid4().hex}"
+    async with stack.http() as api:
+        refund = await api.post(
+            f"/v1/orders/{order_id}/refunds",
+            json={"reason": text},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        cancel = await api.post(f"/v1/orders/{order_id}/cancel", json={"reason": text})
+    async with stack.http(key=stack.settings.support_api_key) as support:
+        review = await support.post(f"/v1/orders/{order_id}/review", json={"note": text})
+    for answer, field in [(refund, "reason"), (cancel, "reason"), (review, "note")]:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == field
+
+
+async def an_old_order(sessions, body: dict, status: OrderStatus) -> str:
+    """An order the database remembers but Temporal no longer does (retention has passed)."""
+    order_id = f"ord_{uuid.uuid4().hex}"
+    checkout = CheckoutIn.model_validate({**body, "order_id": order_id}).to_checkout_input(
+        order_id, 900, Settings()
+    )
+    async with sessions.begin() as session:
+        await orders.create(session, checkout)
+        await session.execute(update(Order).where(Order.order_id == order_id).values(status=status))
+    return order_id
+
+
+async def no_workflow(stack, order_id: str) -> bool:
+    try:
+        await stack.temporal.get_workflow_handle(checkout_workflow_id(order_id)).describe()
+    except RPCError as err:
+        return err.status == RPCStatusCode.NOT_FOUND
+    return False
+
+
+async def test_an_old_order_id_with_other_contents_is_409_before_anything_starts(
+    stack, sessions, sandbox
+):
+    order_id = await an_old_order(sessions, checkout_body(), OrderStatus.EXPIRED)
+    before = (await count_rows(sessions), len(sandbox.payments))
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            json=checkout_body(order_id=order_id),  # another customer
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert response.status_code == 409, response.text
+    assert response.json()["type"] == "urn:kassa:problem:order-id-conflict"
+    assert response.json()["field"] == "order_id"
+    assert (await count_rows(sessions), len(sandbox.payments)) == before
+    assert await no_workflow(stack, order_id)
+
+
+async def test_an_old_order_id_with_the_same_contents_answers_the_stored_order(
+    stack, sessions, sandbox
+):
+    body = checkout_body()
+    order_id = await an_old_order(sessions, body, OrderStatus.EXPIRED)
+    payments = len(sandbox.payments)
+    async with stack.http() as api:
+        response = await api.post(
+            "/v1/checkouts",
+            json={**body, "order_id": order_id},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert response.status_code == 201, response.text
+    assert (response.json()["order_id"], response.json()["status"]) == (order_id, "expired")
+    assert len(sandbox.payments) == payments
+    assert await no_workflow(stack, order_id)

@@ -1,6 +1,9 @@
+import re
+from importlib import resources
+
 import pytest
 
-from kassa.money import currency_exponent, format_amount
+from kassa.money import CURRENCIES, FUNDS, currency_exponent, format_amount
 
 
 @pytest.mark.parametrize(
@@ -17,7 +20,22 @@ def test_amounts_use_the_currency_exponent_not_times_100(amount, currency, shown
     assert format_amount(amount, currency) == shown
 
 
-@pytest.mark.parametrize("code", ["XYZ", "cny", "CN", "", "XAU", "XDR"])
+@pytest.mark.parametrize(
+    "code", ["XYZ", "cny", "CN", "", "XAU", "XDR", "CLF", "USN", "BOV", "UYW", "XAD"]
+)
 def test_non_currencies_are_refused(code):
     with pytest.raises(ValueError):
         currency_exponent(code)
+
+
+def test_every_fund_code_of_the_iso_list_is_refused():
+    table = resources.files("iso4217").joinpath("table.xml").read_text(encoding="utf-8")
+    funds = re.findall(r'<CcyNm IsFund="true">[^<]*</CcyNm>\s*<Ccy>([A-Z]{3})</Ccy>', table)
+    assert {"CLF", "USN", "BOV"} <= set(funds) <= FUNDS
+    assert not FUNDS & set(CURRENCIES)
+
+
+def test_a_refusal_does_not_echo_a_long_code():
+    with pytest.raises(ValueError) as refused:
+        currency_exponent("A" * 10_000)
+    assert len(str(refused.value)) < 60

@@ -22,6 +22,8 @@ def test_any_configured_secret_verifies_while_rotating():
         ("", "missing"),
         ("v1=abc", "malformed"),
         ("t=notanumber,v1=abc", "malformed"),
+        (lambda: sign("s1", BODY)[:-1] + "é", "malformed"),  # not ASCII: no TypeError
+        ("t=\u00b2,v1=abc", "malformed"),
         (lambda: sign("other", BODY), "does not match"),
         (lambda: sign("s1", BODY + b" "), "does not match"),
     ],

@@ -99,7 +99,7 @@ async def test_declined_payment_fails_the_order(started, sessions, sandbox):
 async def test_order_over_the_amount_limit_is_rejected_before_the_gateway(
     started, sessions, sandbox, settings
 ):
-    checkout = new_checkout(amount=settings.risk_max_order_amount + 1)
+    checkout = new_checkout(amount=settings.risk_max_order_major * 100 + 1)  # CNY
     view, handle = await started(checkout)
 
     assert view.status == OrderStatus.REJECTED
