@@ -96,7 +96,8 @@ def test_keys_come_from_settings_in_their_order(monkeypatch):
     assert codec is not None and codec.key_id == "2026-11"
 
 
-def test_no_keys_no_codec():
+def test_no_keys_no_codec(monkeypatch):
+    monkeypatch.delenv("KASSA_PAYLOAD_KEYS", raising=False)
     assert payload_codec(Settings()) is None
     assert data_converter(Settings()) is DATA_CONVERTER
 

@@ -14,6 +14,16 @@ from orchestration.codec import EncryptionCodec
 from orchestration.temporal import DATA_CONVERTER, DEFAULT_ADDRESS, connect_options
 
 
+@pytest.fixture(autouse=True)
+def _unset(monkeypatch):
+    """These read the environment as a deployment would: start from none of it."""
+    names = ["TEMPORAL_ADDRESS", "KASSA_TEMPORAL_ADDRESS", "KASSA_TEMPORAL_NAMESPACE"]
+    for name in [*names, "KASSA_PAYLOAD_KEYS", "KASSA_TEMPORAL_API_KEY"]:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("CERT", "KEY", "CA", "SERVER_NAME"):
+        monkeypatch.delenv(f"KASSA_TEMPORAL_TLS_{name}", raising=False)
+
+
 def test_development_is_plain_on_the_local_dev_server():
     options = connect_options(Settings())
     assert options == {
