@@ -31,6 +31,22 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = "default"
     task_queue: str = "kassa-checkout"
+    # Reaching a production Temporal: mutual TLS (client certificate and key, PEM file paths;
+    # optionally the CA that signed the server's certificate, and the name it must carry),
+    # or a Temporal Cloud API key (which implies TLS).
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: str | None = None
+
+    # Payload encryption (AES-256-GCM): {key_id: base64 of 32 random bytes}, as JSON, in
+    # order: the first encrypts, every one decrypts. Empty (development): no encryption.
+    payload_keys: dict[str, str] = {}
+    # The codec server (`kassa codec-server`) that decodes payloads for support's Temporal UI:
+    # its port and the UI origins its CORS allows.
+    codec_port: int = 8081
+    codec_cors_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -98,6 +114,12 @@ class Settings(BaseSettings):
     risk_max_order_major_by_currency: dict[str, Annotated[int, Field(gt=0)]] = {}
     risk_max_orders_per_customer: int = 10
     risk_velocity_window_seconds: int = 3600
+
+    @model_validator(mode="after")
+    def _temporal_tls_is_whole(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("KASSA_TEMPORAL_TLS_CERT and KASSA_TEMPORAL_TLS_KEY go together")
+        return self
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:

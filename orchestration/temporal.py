@@ -1,9 +1,15 @@
 """The one way Kassa connects to Temporal: same data converter everywhere (client, worker,
-tests, replayer), or payloads written by one could not be read by another."""
+tests, replayer), or payloads written by one could not be read by another.
+
+`data_converter(settings)` is that converter: the pydantic one, plus the encrypting codec
+when payload keys are configured (orchestration/codec.py). `DATA_CONVERTER` is the one
+without keys (development, and the recorded histories)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -22,22 +28,61 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from kassa.contracts import RECONCILE_WORKFLOW
 from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
+from orchestration.codec import EncryptionCodec, parse_keys
 
 DATA_CONVERTER = pydantic_data_converter
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(
-        settings.temporal_address or DEFAULT_ADDRESS,
-        namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+def payload_codec(settings: Settings) -> EncryptionCodec | None:
+    """The encrypting codec for the configured payload keys; None without keys."""
+    if not settings.payload_keys:
+        return None
+    return EncryptionCodec(parse_keys(settings.payload_keys))
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter every client, worker and replayer of these settings must use."""
+    codec = payload_codec(settings)
+    if codec is None:
+        return DATA_CONVERTER
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS as configured: client certificate (mTLS), a CA and server name to verify the
+    server by; plain TLS with the system's roots for an API key alone; False: none."""
+    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
+    if cert is None and ca is None and settings.temporal_tls_server_name is None:
+        return bool(settings.temporal_api_key)
+    return TLSConfig(
+        server_root_ca_cert=ca.read_bytes() if ca else None,
+        domain=settings.temporal_tls_server_name,
+        client_cert=cert.read_bytes() if cert else None,
+        client_private_key=key.read_bytes() if key else None,
     )
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """The arguments of `Client.connect` for these settings (unit-tested; `connect` uses
+    them as they are)."""
+    return {
+        "target_host": settings.temporal_address or DEFAULT_ADDRESS,
+        "namespace": settings.temporal_namespace,
+        "data_converter": data_converter(settings),
+        "tls": tls_config(settings),
+        "api_key": settings.temporal_api_key,
+    }
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(**connect_options(settings))
 
 
 RECONCILE_SCHEDULE = "kassa-reconcile"

@@ -23,7 +23,7 @@ from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
 from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
-from orchestration.temporal import DATA_CONVERTER, ensure_search_attributes
+from orchestration.temporal import data_converter, ensure_search_attributes
 from tests.support import BIN, StorefrontReceiver, free_port, serving
 from worker import running_worker
 
@@ -119,12 +119,13 @@ async def storefront(settings, ports):
 
 
 @pytest_asyncio.fixture
-async def time_skipping_env():
+async def time_skipping_env(settings):
     """A fresh time-skipping server per test: after an update-with-start the Java test server
-    can stay locked against skipping (sdk-java#1903), which would stall later tests."""
+    can stay locked against skipping (sdk-java#1903), which would stall later tests. Its
+    client uses the settings' data converter (with KASSA_PAYLOAD_KEYS set: encrypting)."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
     )
     # The Java test server has no start-up flag for search attributes: register them here.
     await ensure_search_attributes(env.client)
@@ -133,11 +134,11 @@ async def time_skipping_env():
 
 
 @pytest_asyncio.fixture(scope="session")
-async def dev_env():
+async def dev_env(settings):
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
     )
     yield env
     await env.shutdown()

@@ -13,7 +13,7 @@ import httpx
 from temporalio.client import Client
 
 from kassa.settings import Settings
-from orchestration.temporal import DATA_CONVERTER, ensure_search_attributes
+from orchestration.temporal import data_converter, ensure_search_attributes
 from tests.support import eventually
 from tooling.devstack import temporal_server_command
 
@@ -93,7 +93,9 @@ class TemporalServer(Process):
         async def answering():
             self.alive()
             try:
-                client = await Client.connect(self.address, data_converter=DATA_CONVERTER)
+                client = await Client.connect(
+                    self.address, data_converter=data_converter(Settings())
+                )
                 await ensure_search_attributes(client)
             except Exception:  # not listening yet, or not ready to serve
                 return None

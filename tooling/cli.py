@@ -1,4 +1,5 @@
-"""The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa ledger check`."""
+"""The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa ledger check`,
+`kassa codec-server` (decrypts payloads for support's Temporal UI)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the embedded stack in the foreground (make run)")
     commands.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    codec_parser = commands.add_parser(
+        "codec-server", help="serve the payload codec for the Temporal UI (KASSA_CODEC_PORT)"
+    )
+    codec_parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ledger_parser = commands.add_parser("ledger", help="the double-entry ledger")
     ledger_parser.add_argument(
         "action", choices=["check"], help="verify every invariant against the gateways"
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from tooling.devstack import run
 
         return run(settings)
+    if args.command == "codec-server":
+        from tooling.codec_server import run as serve_codec
+
+        return serve_codec(settings, host=args.host)
     if not settings.database_url:
         parser.error(f"{args.command} needs DATABASE_URL (kassa run prints it)")
     if args.command == "ledger":

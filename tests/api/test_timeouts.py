@@ -13,7 +13,7 @@ from temporalio.service import RetryConfig
 from api.app import create_app
 from db.models import Order
 from orchestration.client import start_checkout
-from orchestration.temporal import DATA_CONVERTER
+from orchestration.temporal import data_converter
 from tests.crashing import TemporalServer
 from tests.e2e.test_purchase import checkout_body
 from tests.support import free_port, new_checkout, serving
@@ -77,7 +77,7 @@ async def test_a_dead_temporal_server_means_503(settings, sandbox, sessions, tmp
     # The API's client was connected; then the server died. It gives up after a short retry.
     client = await Client.connect(
         server.address,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
         retry_config=RetryConfig(max_retries=1, max_elapsed_time_millis=500),
     )
     server.kill()

@@ -4,12 +4,15 @@ code. A change that running checkouts could not replay fails here; guard such a 
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from orchestration.temporal import DATA_CONVERTER
+from kassa.settings import Settings
+from orchestration.temporal import data_converter
 from tests.history_events import activity_types
 from tests.support import HISTORIES
 from tests.workflows.changed_checkouts import CheckoutWithPatchedStep, CheckoutWithUnguardedStep
@@ -17,6 +20,9 @@ from worker import WORKFLOWS
 from workflows.fulfilment import AFTER_PAYMENT
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
+# The replayer decodes with the converter the worker would use: with KASSA_PAYLOAD_KEYS set,
+# encrypting (the recorded histories are plain; the codec leaves plain payloads as they are).
+CONVERTER = data_converter(Settings())
 
 
 def load(path) -> WorkflowHistory:
@@ -30,20 +36,29 @@ def test_histories_are_checked_in():
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_recorded_history_replays_on_current_code(path):
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=CONVERTER)
     await replayer.replay_workflow(load(path))
 
 
 async def test_an_unguarded_change_fails_replay():
-    replayer = Replayer(workflows=[CheckoutWithUnguardedStep], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[CheckoutWithUnguardedStep], data_converter=CONVERTER)
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(HISTORIES / "checkout-fulfilled.json"))
 
 
 async def test_a_patched_change_replays():
-    replayer = Replayer(workflows=[CheckoutWithPatchedStep], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[CheckoutWithPatchedStep], data_converter=CONVERTER)
     for path in RECORDED:
         await replayer.replay_workflow(load(path))
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_recorded_history_replays_with_payload_keys_configured(path):
+    """Turning encryption on does not strand the checkouts already running: their plain
+    payloads still decode."""
+    key = base64.b64encode(bytes(range(32))).decode()
+    keyed = data_converter(Settings(payload_keys={"k1": key}))
+    await Replayer(workflows=WORKFLOWS, data_converter=keyed).replay_workflow(load(path))
 
 
 def test_a_fulfilled_checkout_ran_the_steps_after_payment_in_their_order():
