@@ -244,7 +244,9 @@ async def test_absurd_signature_timestamp_is_401(stack, unchanged):
     ids=["type not a string", "amount not an integer", "order id too long", "not json"],
 )
 async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
-    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    signature = sandbox_protocol.sign(
+        stack.settings.sandbox_webhook_secrets[0].get_secret_value(), body
+    )
     async with stack.http(key="") as api:
         response = await api.post(
             "/v1/webhooks/sandbox",
@@ -257,7 +259,9 @@ async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
 
 async def test_replayed_old_callback_is_401(stack, unchanged):
     body = callback()
-    old = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body, timestamp=10**9)
+    old = sandbox_protocol.sign(
+        stack.settings.sandbox_webhook_secrets[0].get_secret_value(), body, timestamp=10**9
+    )
     async with stack.http(key="") as api:
         response = await api.post(
             "/v1/webhooks/sandbox", content=body, headers={sandbox_protocol.SIGNATURE_HEADER: old}

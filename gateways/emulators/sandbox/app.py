@@ -52,8 +52,8 @@ def app_from_settings() -> FastAPI:
     return create_app(
         SandboxConfig(
             public_url=settings.sandbox_url,
-            api_key=settings.sandbox_api_key,
-            webhook_secret=settings.sandbox_webhook_secrets[0],
+            api_key=settings.sandbox_api_key.get_secret_value(),
+            webhook_secret=settings.sandbox_webhook_secrets[0].get_secret_value(),
             state_file=settings.data_dir / "sandbox.json",
             faults=Faults(**settings.sandbox_faults),
         )
