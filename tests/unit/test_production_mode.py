@@ -185,3 +185,20 @@ def test_kassa_run_prints_api_keys_only_in_development():
         assert key not in configured
     dev_configured = api_keys_line(Settings(api_keys=production()["api_keys"]))
     assert DEV_STOREFRONT_KEY not in dev_configured and SHOP_KEY not in dev_configured
+
+
+def test_the_emulators_refuse_to_start_outside_development(monkeypatch, tmp_path):
+    from gateways.emulators.alipay import AlipayConfig
+    from gateways.emulators.alipay import create_app as create_alipay
+    from gateways.emulators.sandbox import SandboxConfig
+    from gateways.emulators.sandbox import create_app as create_sandbox
+
+    sandbox = SandboxConfig("http://127.0.0.1:1", "k", "s", state_file=tmp_path / "s.json")
+    alipay = AlipayConfig(public_url="http://127.0.0.1:1", keys_dir=tmp_path / "keys")
+    monkeypatch.setenv("KASSA_ENVIRONMENT", "production")
+    for build in (lambda: create_sandbox(sandbox), lambda: create_alipay(alipay)):
+        with pytest.raises(RuntimeError, match="only in development"):
+            build()
+    assert not (tmp_path / "keys").exists()  # refused before writing any development keys
+    monkeypatch.setenv("KASSA_ENVIRONMENT", "development")
+    assert any(path.startswith("/_emulator") for path in create_sandbox(sandbox).openapi()["paths"])
