@@ -184,9 +184,10 @@ def _without_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:  # not a URL SQLAlchemy reads: say nothing of it
         return "(external)"
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def _supervise(procs: list[tuple[str, subprocess.Popen]]) -> int:

@@ -23,7 +23,7 @@ from kassa.settings import (
 )
 from kassa.statuses import Authenticated, Caller
 from tooling.cli import keys_hash
-from tooling.devstack import api_keys_line
+from tooling.devstack import _without_password, api_keys_line
 
 SHOP_KEY = "sk_live_" + "s" * 40
 SHOP_KEY_NEXT = "sk_live_" + "n" * 40
@@ -202,3 +202,11 @@ def test_the_emulators_refuse_to_start_outside_development(monkeypatch, tmp_path
     assert not (tmp_path / "keys").exists()  # refused before writing any development keys
     monkeypatch.setenv("KASSA_ENVIRONMENT", "development")
     assert any(path.startswith("/_emulator") for path in create_sandbox(sandbox).openapi()["paths"])
+
+
+def test_kassa_run_prints_no_database_password():
+    embedded = "postgresql://postgres:@/kassa?host=/tmp/.kassa/pgdata"
+    assert _without_password(embedded) == embedded
+    assert _without_password("postgresql://kassa:pgpassword@db/kassa") == (
+        "postgresql://kassa:***@db/kassa"
+    )
