@@ -49,7 +49,7 @@ class NotifyActivities:
             return False
         body = json.dumps(payload)
         now = datetime.now(UTC)
-        signature = Webhook(self._settings.storefront_webhook_secret).sign(
+        signature = Webhook(self._settings.storefront_webhook_secret.get_secret_value()).sign(
             event.event_id, now, body
         )
         headers = {

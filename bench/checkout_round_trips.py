@@ -32,7 +32,7 @@ from db.engine import migrate
 from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
 from kassa.search import SEARCH_ATTRIBUTES
-from kassa.settings import Settings
+from kassa.settings import DEV_STOREFRONT_KEY, Settings
 from orchestration.temporal import DATA_CONVERTER
 from tests.support import BIN, buyer_acts, eventually, free_port, serving
 from worker import running_worker
@@ -88,7 +88,9 @@ async def main(n: int, concurrency: int) -> None:
     )
     sandbox = create_sandbox(
         SandboxConfig(
-            settings.sandbox_url, settings.sandbox_api_key, settings.sandbox_webhook_secrets[0]
+            settings.sandbox_url,
+            settings.sandbox_api_key.get_secret_value(),
+            settings.sandbox_webhook_secrets[0].get_secret_value(),
         )
     )
     try:
@@ -99,7 +101,7 @@ async def main(n: int, concurrency: int) -> None:
             httpx.AsyncClient(
                 base_url=api_url,
                 timeout=60,
-                headers={"Authorization": f"Bearer {settings.storefront_api_key}"},
+                headers={"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"},
             ) as api,
         ):
             await one_checkout(api)  # warm-up: sandbox imports, connection pools

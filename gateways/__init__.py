@@ -14,15 +14,15 @@ from kassa.settings import Settings
 
 def build_gateways(settings: Settings, http: httpx.AsyncClient) -> dict[str, PaymentGateway]:
     """Every gateway this deployment can use, by the name the API accepts."""
-    gateways: dict[str, PaymentGateway] = {
-        "sandbox": SandboxGateway(
+    gateways: dict[str, PaymentGateway] = {}
+    if settings.sandbox_enabled:  # development, or a staging environment that allows it
+        gateways["sandbox"] = SandboxGateway(
             http,
             settings.sandbox_url,
-            settings.sandbox_api_key,
-            settings.sandbox_webhook_secrets,
+            settings.sandbox_api_key.get_secret_value(),
+            [s.get_secret_value() for s in settings.sandbox_webhook_secrets],
             settings.callback_tolerance_seconds,
-        ),
-    }
+        )
     keys = settings.alipay_keys_dir or settings.data_dir / "keys" / "alipay"
     if (keys / "settings.json").is_file():
         gateways["alipay"] = AlipayGateway(

@@ -130,14 +130,14 @@ class ReviewDecision:
     the order is fulfilled)."""
 
     note: str
-    decided_by: str = "support"
+    decided_by: str = "support"  # the role, and the key's holder from the API: "support:alice"
     accept: bool = False
 
 
 @dataclass(frozen=True)
 class CancelRequest:
     reason: str = "cancelled by request"
-    requested_by: str = "storefront"
+    requested_by: str = "storefront"  # from the API with the holder: "storefront:shop-web"
 
 
 # ---- activity inputs and results -------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_STOREFRONT_KEY = "sk_dev_storefront"
@@ -14,17 +18,53 @@ DEV_SUPPORT_KEY = "sk_dev_support"
 DEV_SANDBOX_SECRET = "sandbox_whsec_dev"
 # Standard Webhooks secrets are "whsec_" + base64 of the key bytes.
 DEV_STOREFRONT_WEBHOOK_SECRET = "whsec_a2Fzc2EtZGV2LXN0b3JlZnJvbnQtd2ViaG9vaw=="
+DEV_SANDBOX_API_KEY = "sandbox_sk_dev"
+# Outside development every key and secret is at least this long (and none of the above).
+MIN_SECRET_LENGTH = 32
+MIN_WEBHOOK_KEY_BYTES = 24  # the bytes behind a storefront `whsec_` secret
+
+
+def key_hash(key: str) -> str:
+    """How API keys are configured: the SHA-256 of the key, hex (`kassa keys hash`)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKey(BaseModel):
+    """One API key as configured: who holds it, its role, and the SHA-256 of the key (hex);
+    the key itself is never configured. Several per role at once let a key be rotated."""
+
+    holder: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    role: Literal["storefront", "support"]
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+
+    @field_validator("sha256")
+    @classmethod
+    def _lowercase(cls, value: str) -> str:
+        return value.lower()
+
+
+# Accepted in development when no KASSA_API_KEYS are configured (the README documents them).
+DEV_API_KEYS = (
+    ApiKey(holder="dev-storefront", role="storefront", sha256=key_hash(DEV_STOREFRONT_KEY)),
+    ApiKey(holder="dev-support", role="support", sha256=key_hash(DEV_SUPPORT_KEY)),
+)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KASSA_", extra="ignore")
+    # hide_input_in_errors: a refused setting's error never repeats the values (secrets).
+    model_config = SettingsConfigDict(
+        env_prefix="KASSA_", extra="ignore", hide_input_in_errors=True
+    )
 
+    # "development" runs with the well-known development keys and secrets; anything else is
+    # production mode: strong secrets, hashed API keys, https webhooks, no sandbox unless
+    # allowed (see _production_mode).
     environment: str = "development"
     data_dir: Path = Path(".kassa")
 
     # Leave unset to use the embedded servers `kassa run` starts.
-    database_url: str | None = Field(
-        None, validation_alias=AliasChoices("KASSA_DATABASE_URL", "DATABASE_URL")
+    database_url: str | None = Field(  # may hold a password: kept out of repr
+        None, validation_alias=AliasChoices("KASSA_DATABASE_URL", "DATABASE_URL"), repr=False
     )
     temporal_address: str | None = Field(
         None, validation_alias=AliasChoices("KASSA_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS")
@@ -53,15 +93,18 @@ class Settings(BaseSettings):
     # Where gateways send callbacks; the API's address as the outside world sees it.
     public_api_url: str = "http://127.0.0.1:8000"
 
-    storefront_api_key: str = DEV_STOREFRONT_KEY
-    support_api_key: str = DEV_SUPPORT_KEY
+    # The API keys, hashed, e.g. '[{"holder": "shop-web", "role": "storefront", "sha256":
+    # "<hex>"}]'; none in development: the development keys (DEV_API_KEYS).
+    api_keys: list[ApiKey] = []
 
-    # The sandbox gateway (its emulator is part of the dev stack).
+    # The sandbox gateway (its emulator is part of the dev stack). Outside development Kassa
+    # offers it only when allowed (a staging environment; never "production").
+    allow_sandbox: bool = False
     sandbox_url: str = "http://127.0.0.1:8001"
     sandbox_port: int = 8001
-    sandbox_api_key: str = "sandbox_sk_dev"
+    sandbox_api_key: SecretStr = SecretStr(DEV_SANDBOX_API_KEY)
     # Several secrets are accepted at once while one is being rotated; the first one signs.
-    sandbox_webhook_secrets: list[str] = [DEV_SANDBOX_SECRET]
+    sandbox_webhook_secrets: list[SecretStr] = [SecretStr(DEV_SANDBOX_SECRET)]
     callback_tolerance_seconds: int = 300
     # Make the sandbox misbehave from the start, e.g. '{"seed": 7, "drop_callbacks": 0.3}'
     # (gateways/emulators/faults.py lists the knobs).
@@ -79,7 +122,7 @@ class Settings(BaseSettings):
 
     # Outgoing webhooks to the storefront (Standard Webhooks); unset: not sent.
     storefront_webhook_url: str | None = None
-    storefront_webhook_secret: str = DEV_STOREFRONT_WEBHOOK_SECRET
+    storefront_webhook_secret: SecretStr = SecretStr(DEV_STOREFRONT_WEBHOOK_SECRET)
 
     # Checkout input bounds.
     expires_in_default: int = 900
@@ -115,6 +158,31 @@ class Settings(BaseSettings):
     risk_max_orders_per_customer: int = 10
     risk_velocity_window_seconds: int = 3600
 
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """Whether Kassa offers the sandbox gateway."""
+        return self.development or self.allow_sandbox
+
+    def holder_of(self, key: str) -> ApiKey | None:
+        """The configured key `key` is (by its SHA-256), or None. Every configured hash is
+        compared, in constant time, with no early exit."""
+        presented = hashlib.sha256(key.encode()).digest()
+        found = None
+        for accepted in self.accepted_api_keys():
+            if hmac.compare_digest(presented, bytes.fromhex(accepted.sha256)) and found is None:
+                found = accepted
+        return found
+
+    def accepted_api_keys(self) -> tuple[ApiKey, ...]:
+        """The keys the API accepts: those configured, or in development the dev keys."""
+        if not self.api_keys and self.development:
+            return DEV_API_KEYS
+        return tuple(self.api_keys)
+
     @model_validator(mode="after")
     def _temporal_tls_is_whole(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
@@ -122,23 +190,72 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _no_dev_secrets_in_production(self) -> Settings:
-        if self.environment != "development":
-            dev = {
-                DEV_STOREFRONT_KEY,
-                DEV_SUPPORT_KEY,
-                DEV_SANDBOX_SECRET,
-                DEV_STOREFRONT_WEBHOOK_SECRET,
-            }
-            used = dev & {
-                self.storefront_api_key,
-                self.support_api_key,
-                self.storefront_webhook_secret,
-                *self.sandbox_webhook_secrets,
-            }
-            if used:
-                raise ValueError("development secrets must be replaced outside development")
+    def _api_keys_are_distinct(self) -> Settings:
+        hashes = [k.sha256 for k in self.api_keys]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("KASSA_API_KEYS: the same key is configured twice")
         return self
+
+    @model_validator(mode="after")
+    def _production_mode(self) -> Settings:
+        """Outside development Kassa refuses to start on anything only fit for development.
+        The messages name the setting, never its value."""
+        if self.development:
+            return self
+        if not self.api_keys:
+            raise ValueError(
+                "KASSA_API_KEYS must configure the API keys outside development "
+                "(hashes: kassa keys hash)"
+            )
+        dev_hashes = {k.sha256 for k in DEV_API_KEYS}
+        for key in self.api_keys:
+            if key.sha256 in dev_hashes:
+                raise ValueError(
+                    f"KASSA_API_KEYS: {key.holder}'s key is a development key; "
+                    "development secrets must be replaced outside development"
+                )
+        dev = {DEV_SANDBOX_SECRET, DEV_SANDBOX_API_KEY, DEV_STOREFRONT_WEBHOOK_SECRET}
+        secrets = [
+            ("KASSA_SANDBOX_API_KEY", self.sandbox_api_key),
+            ("KASSA_STOREFRONT_WEBHOOK_SECRET", self.storefront_webhook_secret),
+            *(("KASSA_SANDBOX_WEBHOOK_SECRETS", s) for s in self.sandbox_webhook_secrets),
+        ]
+        if not self.sandbox_webhook_secrets:
+            raise ValueError("KASSA_SANDBOX_WEBHOOK_SECRETS must name at least one secret")
+        for name, secret in secrets:
+            value = secret.get_secret_value()
+            if value in dev:
+                raise ValueError(
+                    f"{name}: development secrets must be replaced outside development"
+                )
+            if len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"{name} must be at least {MIN_SECRET_LENGTH} characters outside development"
+                )
+        _check_whsec(self.storefront_webhook_secret.get_secret_value())
+        if self.allow_sandbox and self.environment == "production":
+            raise ValueError(
+                "KASSA_ALLOW_SANDBOX is for a staging environment; production never "
+                "offers the sandbox gateway"
+            )
+        url = self.storefront_webhook_url
+        if url is not None and not url.lower().startswith("https://"):
+            raise ValueError("KASSA_STOREFRONT_WEBHOOK_URL must be https outside development")
+        return self
+
+
+def _check_whsec(secret: str) -> None:
+    """A Standard Webhooks secret: "whsec_" + base64 of at least MIN_WEBHOOK_KEY_BYTES."""
+    prefix, _, encoded = secret.partition("_")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if prefix != "whsec" or len(key) < MIN_WEBHOOK_KEY_BYTES:
+        raise ValueError(
+            "KASSA_STOREFRONT_WEBHOOK_SECRET must be whsec_ followed by the base64 of at "
+            f"least {MIN_WEBHOOK_KEY_BYTES} random bytes"
+        )
 
 
 @lru_cache

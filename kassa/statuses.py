@@ -3,6 +3,7 @@ may follow which. Stored as these values in PostgreSQL and in the search attribu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -108,3 +109,21 @@ class Caller(StrEnum):
     STOREFRONT = "storefront"
     SUPPORT = "support"
     SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A caller whose API key the API accepted: its role, and who holds the key (the
+    holder named in KASSA_API_KEYS), so every action can say who acted. `str()` is the role,
+    as Kassa recorded callers before keys had holders."""
+
+    role: Caller
+    holder: str
+
+    def __str__(self) -> str:
+        return str(self.role)
+
+    @property
+    def who(self) -> str:
+        """Role and holder, e.g. "support:alice", for the record of an action."""
+        return f"{self.role}:{self.holder}"

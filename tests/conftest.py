@@ -22,7 +22,7 @@ from gateways.emulators.alipay import create_app as create_alipay
 from gateways.emulators.sandbox import SandboxConfig
 from gateways.emulators.sandbox import create_app as create_sandbox
 from kassa.search import SEARCH_ATTRIBUTES
-from kassa.settings import Settings
+from kassa.settings import DEV_STOREFRONT_KEY, Settings
 from orchestration.temporal import data_converter, ensure_search_attributes
 from tests.support import BIN, StorefrontReceiver, free_port, serving
 from worker import running_worker
@@ -86,8 +86,8 @@ async def sandbox(settings, ports):
     app = create_sandbox(
         SandboxConfig(
             public_url=settings.sandbox_url,
-            api_key=settings.sandbox_api_key,
-            webhook_secret=settings.sandbox_webhook_secrets[0],
+            api_key=settings.sandbox_api_key.get_secret_value(),
+            webhook_secret=settings.sandbox_webhook_secrets[0].get_secret_value(),
             callback_max_attempts=4,
             callback_first_backoff=0.05,
         )
@@ -113,7 +113,7 @@ async def alipay(ports, alipay_keys):
 
 @pytest_asyncio.fixture(scope="session")
 async def storefront(settings, ports):
-    receiver = StorefrontReceiver(settings.storefront_webhook_secret)
+    receiver = StorefrontReceiver(settings.storefront_webhook_secret.get_secret_value())
     async with serving(receiver.app, ports["storefront"]):
         yield receiver
 
@@ -157,7 +157,7 @@ class Stack:
 
     def http(self, key: str | None = None) -> httpx.AsyncClient:
         """A client for the API, as the storefront (default) or with another key."""
-        key = self.settings.storefront_api_key if key is None else key
+        key = DEV_STOREFRONT_KEY if key is None else key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=30)
 

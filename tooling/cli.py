@@ -1,5 +1,6 @@
 """The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa ledger check`,
-`kassa codec-server` (decrypts payloads for support's Temporal UI)."""
+`kassa codec-server` (decrypts payloads for support's Temporal UI), `kassa keys hash` (an API
+key's SHA-256 for KASSA_API_KEYS)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import asyncio
 import sys
 
-from kassa.settings import Settings, get_settings
+from kassa.settings import MIN_SECRET_LENGTH, Settings, get_settings, key_hash
 
 
 async def ledger_check(settings: Settings) -> int:
@@ -30,6 +31,21 @@ async def ledger_check(settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def keys_hash(stdin=None) -> int:
+    """Print the SHA-256 (hex) of the API key read from stdin (one line), for KASSA_API_KEYS:
+    the key itself never goes into the configuration. Refuses keys too short for production."""
+    key = (stdin or sys.stdin).readline().strip()
+    if len(key) < MIN_SECRET_LENGTH:
+        print(
+            f"a key must be at least {MIN_SECRET_LENGTH} characters; e.g. "
+            'python -c "import secrets; print(secrets.token_urlsafe(32))"',
+            file=sys.stderr,
+        )
+        return 2
+    print(key_hash(key))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kassa", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     ledger_parser.add_argument(
         "action", choices=["check"], help="verify every invariant against the gateways"
     )
+    keys_parser = commands.add_parser("keys", help="API keys")
+    keys_parser.add_argument(
+        "action", choices=["hash"], help="print the SHA-256 of the key read from stdin"
+    )
     args = parser.parse_args(argv)
+    if args.command == "keys":  # needs no settings: run it before any are configured
+        return keys_hash()
     settings = get_settings()
     if args.command == "run":
         from tooling.devstack import run

@@ -17,8 +17,6 @@ API's public contract (its OpenAPI, which schemathesis checks) stays as it is. R
 
 from __future__ import annotations
 
-import hmac
-
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,11 +36,11 @@ def create_app(settings: Settings, codec: PayloadCodec | None = None) -> Starlet
     """Without payload keys (development) there is nothing to decrypt: payloads come back
     as they were sent."""
     codec = codec or payload_codec(settings)
-    expected = settings.support_api_key.encode()
 
     def refused(request: Request) -> Response | None:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.encode(), expected):
+        holder = settings.holder_of(key) if scheme.lower() == "bearer" and key else None
+        if holder is None or holder.role != "support":
             return JSONResponse(
                 {"message": "send the support key: Authorization: Bearer <key>"},
                 status_code=401,

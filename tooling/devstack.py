@@ -21,7 +21,7 @@ from pathlib import Path
 
 from db.engine import migrate
 from kassa.search import SEARCH_ATTRIBUTES
-from kassa.settings import Settings
+from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY, Settings
 
 BIN = Path(sys.executable).parent
 TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
@@ -116,13 +116,15 @@ def run(settings: Settings) -> int:
             "KASSA_TEMPORAL_ADDRESS": temporal_address,
         }
         py = sys.executable
-        procs.append(("sandbox gateway", _spawn([py, "-m", "gateways.emulators.sandbox"], env)))
-        _wait_for_port(settings.sandbox_port, "the sandbox gateway", procs[-1][1])
-        # The Alipay emulator writes development keys under <data_dir>/keys/alipay on first
-        # start; the worker and the API find Alipay there (gateways/__init__.py).
-        alipay = {**env, "KASSA_ALIPAY_PORT": str(settings.alipay_port)}
-        procs.append(("Alipay emulator", _spawn([py, "-m", "gateways.emulators.alipay"], alipay)))
-        _wait_for_port(settings.alipay_port, "the Alipay emulator", procs[-1][1])
+        if settings.development:  # the emulators refuse to run anywhere else
+            procs.append(("sandbox gateway", _spawn([py, "-m", "gateways.emulators.sandbox"], env)))
+            _wait_for_port(settings.sandbox_port, "the sandbox gateway", procs[-1][1])
+            # The Alipay emulator writes development keys under <data_dir>/keys/alipay on
+            # first start; the worker and the API find Alipay there (gateways/__init__.py).
+            alipay = {**env, "KASSA_ALIPAY_PORT": str(settings.alipay_port)}
+            emulator = [py, "-m", "gateways.emulators.alipay"]
+            procs.append(("Alipay emulator", _spawn(emulator, alipay)))
+            _wait_for_port(settings.alipay_port, "the Alipay emulator", procs[-1][1])
         procs.append(("worker", _spawn([py, "-m", "worker"], env)))
         api = [
             py,
@@ -145,6 +147,15 @@ def run(settings: Settings) -> int:
         _stop(procs)
 
 
+def api_keys_line(settings: Settings) -> str:
+    """What `kassa run` says about the API keys: the well-known development keys (the README
+    documents them), or only who holds a configured key. Never a configured key."""
+    if settings.development and not settings.api_keys:
+        return f"storefront {DEV_STOREFRONT_KEY}, support {DEV_SUPPORT_KEY}"
+    holders = ", ".join(f"{k.holder} ({k.role})" for k in settings.api_keys)
+    return f"configured in KASSA_API_KEYS: {holders}"
+
+
 def _announce(settings: Settings, database_url: str, temporal_address: str) -> None:
     ui = f"http://127.0.0.1:{TEMPORAL_UI_PORT}" if not settings.temporal_address else "(external)"
     print(
@@ -153,13 +164,30 @@ Kassa is running. Ctrl-C stops everything; data stays in {settings.data_dir}/.
   API              http://{settings.api_host}:{settings.api_port}   (OpenAPI: /docs)
   Temporal UI      {ui}
   Temporal         {temporal_address}   (task queue {settings.task_queue})
-  Sandbox gateway  {settings.sandbox_url}
-  Alipay emulator  http://127.0.0.1:{settings.alipay_port}   (gateway {settings.alipay_gateway_url})
-  PostgreSQL       {database_url}
-  API keys         storefront {settings.storefront_api_key}, support {settings.support_api_key}
+{_emulators(settings)}  PostgreSQL       {_without_password(database_url)}
+  API keys         {api_keys_line(settings)}
 """,
         flush=True,
     )
+
+
+def _emulators(settings: Settings) -> str:
+    if not settings.development:
+        return ""
+    return f"""  Sandbox gateway  {settings.sandbox_url}
+  Alipay emulator  http://127.0.0.1:{settings.alipay_port}   (gateway {settings.alipay_gateway_url})
+"""
+
+
+def _without_password(url: str) -> str:
+    """The embedded PostgreSQL's URL as is (no password); an external one without its own."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: say nothing of it
+        return "(external)"
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def _supervise(procs: list[tuple[str, subprocess.Popen]]) -> int:

@@ -75,7 +75,12 @@ async def create_checkout(
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     async with sessions.begin() as session:
         bound = await idempotency.claim(
-            session, response, caller, key, request_hash, body.order_id or f"ord_{uuid.uuid4().hex}"
+            session,
+            response,
+            caller.role,
+            key,
+            request_hash,
+            body.order_id or f"ord_{uuid.uuid4().hex}",
         )
     order_id = bound.order_id
 

@@ -7,7 +7,15 @@ import uuid
 
 from fastapi import APIRouter
 
-from api.deps import CallerDep, OrderIdPath, SessionsDep, SettingsDep, TemporalDep, find_order
+from api.deps import (
+    CallerDep,
+    OrderIdPath,
+    SessionsDep,
+    SettingsDep,
+    TemporalDep,
+    audit,
+    find_order,
+)
 from api.problems import responses
 from api.schemas import CancelIn, CheckoutOut, OrderOut
 from db import orders, refunds
@@ -56,7 +64,8 @@ async def cancel_order(
     """Cancel an unpaid checkout: the gateway payment is closed first; if the buyer paid in
     the meantime the order is paid, and the answer is 409."""
     await find_order(sessions, order_id)
-    request = CancelRequest(reason=(body or CancelIn()).reason, requested_by=str(caller))
+    audit.info("%s cancels order %s", caller.who, order_id)
+    request = CancelRequest(reason=(body or CancelIn()).reason, requested_by=caller.who)
     view = await ask_checkout(
         temporal,
         order_id,
@@ -99,6 +108,7 @@ async def retry_payment(
     request while another is opening the payment joins it (one payment, the same answer);
     once the new payment is open, asking again is a 409 until it too is declined."""
     order = await find_order(sessions, order_id)
+    audit.info("%s retries the payment of order %s", caller.who, order_id)
     view = await ask_checkout(
         temporal,
         order_id,

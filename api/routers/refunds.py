@@ -16,7 +16,15 @@ from fastapi import APIRouter, Response
 from temporalio.service import RPCError
 
 from api import idempotency
-from api.deps import CallerDep, OrderIdPath, RefundIdPath, SessionsDep, SettingsDep, TemporalDep
+from api.deps import (
+    CallerDep,
+    OrderIdPath,
+    RefundIdPath,
+    SessionsDep,
+    SettingsDep,
+    TemporalDep,
+    audit,
+)
 from api.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
 from api.problems import responses
 from api.schemas import RefundIn, RefundOut
@@ -60,13 +68,13 @@ async def create_refund(
     temporal: TemporalDep,
 ) -> RefundOut:
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
-    window = None if caller == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
+    window = None if caller.role == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
     async with sessions() as session:
         order = await orders.get(session, order_id)
     # Support may refund an order its checkout left `paid`, once that checkout has ended:
     # only then is Temporal asked.
     checkout_ended = (
-        caller == Caller.SUPPORT
+        caller.role == Caller.SUPPORT
         and order is not None
         and order.status == OrderStatus.PAID
         and not await checkout_runs(temporal, order_id)
@@ -75,7 +83,7 @@ async def create_refund(
         bound = await idempotency.claim(
             session,
             response,
-            caller,
+            caller.role,
             key,
             request_hash,
             order_id,
@@ -86,12 +94,13 @@ async def create_refund(
             refund_id=bound.refund_id,
             order_id=order_id,
             amount=body.amount,
-            reason=body.reason or f"requested by {caller}",
-            requested_by=caller,
+            reason=body.reason or f"requested by {caller.who}",
+            requested_by=caller.role,
             window=window,
             checkout_ended=checkout_ended,
         )
 
+    audit.info("%s asks refund %s of order %s", caller.who, refund.refund_id, order_id)
     try:
         await start_refund(temporal, settings.task_queue, refunds.as_input(refund, order.gateway))
     except RPCError as err:  # the reservation stands; the same request again starts it

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import OrderIdPath, SessionsDep, SettingsDep, SupportDep, TemporalDep, find_order
+from api.deps import (
+    OrderIdPath,
+    SessionsDep,
+    SettingsDep,
+    SupportDep,
+    TemporalDep,
+    audit,
+    find_order,
+)
 from api.problems import responses
 from api.schemas import LedgerTransactionOut, OrderOut, ReviewIn
 from db import ledger
@@ -59,7 +67,8 @@ async def review_held_payment(
     ends `failed`. `accept`, for more than the order's amount in its currency: the excess
     goes back and the order is fulfilled. The first decision stands."""
     await find_order(sessions, order_id)
-    decision = ReviewDecision(body.note, str(caller), accept=body.decision == "accept")
+    audit.info("%s decides %s on order %s", caller.who, body.decision, order_id)
+    decision = ReviewDecision(body.note, caller.who, accept=body.decision == "accept")
     view = await ask_checkout(
         temporal,
         order_id,

@@ -15,7 +15,7 @@ from db import orders
 from db.models import IdempotencyKey, Order, PaymentEventRecord
 from gateways import sandbox_protocol
 from kassa.ids import checkout_workflow_id
-from kassa.settings import Settings
+from kassa.settings import DEV_SUPPORT_KEY, Settings
 from kassa.statuses import OrderStatus
 from tests.e2e.test_purchase import checkout_body
 
@@ -230,7 +230,9 @@ def callback(order_id: str = "ord_x", **data) -> bytes:
 
 
 async def post_signed(stack, body: bytes):
-    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    signature = sandbox_protocol.sign(
+        stack.settings.sandbox_webhook_secrets[0].get_secret_value(), body
+    )
     async with stack.http(key="") as api:
         return await api.post(
             "/v1/webhooks/sandbox",
@@ -261,7 +263,9 @@ async def test_forged_callback_is_401_and_changes_nothing(stack, unchanged, sign
 
 async def test_a_non_ascii_signature_is_401(stack, unchanged):
     body = callback()
-    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    signature = sandbox_protocol.sign(
+        stack.settings.sandbox_webhook_secrets[0].get_secret_value(), body
+    )
     async with stack.http(key="") as api:
         response = await api.post(
             "/v1/webhooks/sandbox",
@@ -306,7 +310,9 @@ async def test_absurd_signature_timestamp_is_401(stack, unchanged):
     ],
 )
 async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
-    signature = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body)
+    signature = sandbox_protocol.sign(
+        stack.settings.sandbox_webhook_secrets[0].get_secret_value(), body
+    )
     async with stack.http(key="") as api:
         response = await api.post(
             "/v1/webhooks/sandbox",
@@ -319,7 +325,9 @@ async def test_signed_but_unreadable_callback_is_400(stack, unchanged, body):
 
 async def test_replayed_old_callback_is_401(stack, unchanged):
     body = callback()
-    old = sandbox_protocol.sign(stack.settings.sandbox_webhook_secrets[0], body, timestamp=10**9)
+    old = sandbox_protocol.sign(
+        stack.settings.sandbox_webhook_secrets[0].get_secret_value(), body, timestamp=10**9
+    )
     async with stack.http(key="") as api:
         response = await api.post(
             "/v1/webhooks/sandbox", content=body, headers={sandbox_protocol.SIGNATURE_HEADER: old}
@@ -364,7 +372,7 @@ async def test_bidi_controls_and_separators_in_reasons_and_notes_are_refused(
             headers={"Idempotency-Key": uuid.uuid4().hex},
         )
         cancel = await api.post(f"/v1/orders/{order_id}/cancel", json={"reason": text})
-    async with stack.http(key=stack.settings.support_api_key) as support:
+    async with stack.http(key=DEV_SUPPORT_KEY) as support:
         review = await support.post(f"/v1/orders/{order_id}/review", json={"note": text})
     for answer, field in [(refund, "reason"), (cancel, "reason"), (review, "note")]:
         assert answer.status_code == 422, answer.text

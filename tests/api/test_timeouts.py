@@ -12,6 +12,7 @@ from temporalio.service import RetryConfig
 
 from api.app import create_app
 from db.models import Order
+from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY
 from orchestration.client import start_checkout
 from orchestration.temporal import data_converter
 from tests.crashing import TemporalServer
@@ -27,7 +28,7 @@ async def test_no_worker_means_503_and_a_safe_retry(dev_env, settings, sandbox):
     )
     async with serving(create_app(idle, temporal_client=dev_env.client), free_port()) as url:
         async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {settings.storefront_api_key}"}
+            base_url=url, headers={"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"}
         ) as api:
             body = checkout_body()
             headers = {"Idempotency-Key": uuid.uuid4().hex}
@@ -58,7 +59,7 @@ async def test_cancel_without_a_worker_is_503_and_safe_to_repeat(dev_env, settin
     quick = settings.model_copy(update={"checkout_start_timeout_seconds": 1.0})
     async with serving(create_app(quick, temporal_client=dev_env.client), free_port()) as url:
         async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {settings.storefront_api_key}"}
+            base_url=url, headers={"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"}
         ) as api:
             pending = await api.post(f"/v1/orders/{checkout.order_id}/cancel")
             async with running_worker(dev_env.client, settings, queue):
@@ -95,7 +96,7 @@ async def test_a_dead_temporal_server_means_503(settings, sandbox, sessions, tmp
             )
         )
     async with serving(create_app(settings, temporal_client=client), free_port()) as url:
-        headers = {"Authorization": f"Bearer {settings.storefront_api_key}"}
+        headers = {"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"}
         async with httpx.AsyncClient(base_url=url, headers=headers) as api:
             checkout = await api.post(
                 "/v1/checkouts",
@@ -103,7 +104,7 @@ async def test_a_dead_temporal_server_means_503(settings, sandbox, sessions, tmp
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
             cancel = await api.post(f"/v1/orders/{held.order_id}/cancel")
-        headers = {"Authorization": f"Bearer {settings.support_api_key}"}
+        headers = {"Authorization": f"Bearer {DEV_SUPPORT_KEY}"}
         async with httpx.AsyncClient(base_url=url, headers=headers) as support:
             review = await support.post(f"/v1/orders/{held.order_id}/review", json={"note": "x"})
 

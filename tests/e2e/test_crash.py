@@ -16,6 +16,7 @@ from api.app import create_app as create_api
 from db.models import Order
 from kassa.contracts import CheckoutView
 from kassa.ids import checkout_workflow_id
+from kassa.settings import DEV_STOREFRONT_KEY
 from kassa.statuses import OrderStatus
 from orchestration.client import start_checkout
 from tests.crashing import PATIENCE, SEED, Process, process_env, worker_process
@@ -127,7 +128,7 @@ async def test_killing_the_worker_while_refunds_settle_loses_and_doubles_nothing
             refunds_settling_later(settings.sandbox_url),
             serving(create_api(ours, temporal_client=dev_env.client), api_port) as api_url,
         ):
-            storefront = Storefront(api_url, settings.storefront_api_key)
+            storefront = Storefront(api_url, DEV_STOREFRONT_KEY)
 
             async def crash():
                 await eventually(

@@ -12,6 +12,7 @@ import asyncio
 import random
 import uuid
 
+from kassa.settings import DEV_STOREFRONT_KEY
 from tests.crashing import PATIENCE, SEED, ApiProcess
 from tests.purchases import Storefront, check_ended_right, plan, purchase, run_to_the_end, summary
 from tests.support import eventually, free_port
@@ -44,7 +45,7 @@ async def test_killing_the_api_loses_and_doubles_nothing(
     api = ApiProcess(ours, api_port, tmp_path / "api.log")
     cut: list[int] = []  # requests under way at each kill
     async with running_worker(dev_env.client, ours):
-        storefront = Storefront(api.url, settings.storefront_api_key)
+        storefront = Storefront(api.url, DEV_STOREFRONT_KEY)
         try:
             await api.start()
 

@@ -13,6 +13,7 @@ import random
 import uuid
 
 from api.app import create_app as create_api
+from kassa.settings import DEV_STOREFRONT_KEY
 from tests.crashing import PATIENCE, SEED, TemporalServer, worker_process
 from tests.purchases import (
     Storefront,
@@ -63,7 +64,7 @@ async def test_killing_the_temporal_server_loses_and_doubles_nothing(
             refunds_settling_later(settings.sandbox_url),
             serving(create_api(ours), api_port) as api_url,  # its own Temporal client
         ):
-            storefront = Storefront(api_url, settings.storefront_api_key)
+            storefront = Storefront(api_url, DEV_STOREFRONT_KEY)
 
             async def crash():
                 nonlocal client

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from db import refunds
 from db.models import Entitlement, Order, Refund
+from kassa.settings import DEV_SUPPORT_KEY
 from kassa.statuses import Caller
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.support import buyer_acts, eventually, reconcile
@@ -76,7 +77,7 @@ async def test_support_reads_the_ledger(stack):
         order = await bought(api)
         refund = await post_refund(api, order["order_id"], {"amount": 700})
         await refund_settled(api, refund.json()["refund_id"])
-    async with stack.http(stack.settings.support_api_key) as support:
+    async with stack.http(DEV_SUPPORT_KEY) as support:
         ledger = (await support.get(f"/v1/orders/{order['order_id']}/ledger")).json()
     async with stack.http() as storefront:
         refused = await storefront.get(f"/v1/orders/{order['order_id']}/ledger")
@@ -172,7 +173,7 @@ async def test_the_refund_window_binds_the_storefront_not_support(stack, session
         )
     async with stack.http() as api:
         late = await post_refund(api, order["order_id"])
-    async with stack.http(stack.settings.support_api_key) as support:
+    async with stack.http(DEV_SUPPORT_KEY) as support:
         by_support = await post_refund(support, order["order_id"])
         await refund_settled(support, by_support.json()["refund_id"])
 
@@ -249,7 +250,7 @@ async def test_support_refunds_an_order_its_checkout_left_paid(stack, sessions):
             )
     async with stack.http() as api:
         storefront_asks = await post_refund(api, done["order_id"])
-    async with stack.http(stack.settings.support_api_key) as support:
+    async with stack.http(DEV_SUPPORT_KEY) as support:
         while_running = await post_refund(support, running["order_id"])
         refund = await post_refund(support, done["order_id"])
         settled = await refund_settled(support, refund.json()["refund_id"])

@@ -12,6 +12,7 @@ from db.models import StrayCapture
 from gateways.sandbox import sandbox_reference
 from kassa import search
 from kassa.ids import refund_workflow_id, stray_refund_id
+from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
 from tests.support import buyer_acts, eventually, ledger_of, reconcile
@@ -85,7 +86,7 @@ async def test_a_payment_of_another_amount_is_held_until_support_refunds_it(
         held = await wait_for_status(api, order_id, "on_hold")
         refused = await api.post(f"/v1/orders/{order_id}/review", json={"note": "refund"})
         cancel = await api.post(f"/v1/orders/{order_id}/cancel")
-    async with stack.http(stack.settings.support_api_key) as support:
+    async with stack.http(DEV_SUPPORT_KEY) as support:
         decided = await support.post(
             f"/v1/orders/{order_id}/review", json={"note": "buyer paid 1.00; refund and ask again"}
         )
@@ -176,7 +177,7 @@ async def test_support_accepts_an_overpayment_and_the_excess_goes_back(
         order_id = checkout["order_id"]
         await buyer_acts(checkout["payment"]["payment_url"], amount=30000)  # 300.00 of 297.00
         await wait_for_status(api, order_id, "on_hold")
-    async with stack.http(stack.settings.support_api_key) as support:
+    async with stack.http(DEV_SUPPORT_KEY) as support:
         decided = await support.post(
             f"/v1/orders/{order_id}/review",
             json={"note": "buyer tipped 3.00; keep the order", "decision": "accept"},
@@ -204,7 +205,7 @@ async def test_an_underpayment_cannot_be_accepted(stack, sandbox):
         order_id = checkout["order_id"]
         await buyer_acts(checkout["payment"]["payment_url"], amount=100)
         await wait_for_status(api, order_id, "on_hold")
-    async with stack.http(stack.settings.support_api_key) as support:
+    async with stack.http(DEV_SUPPORT_KEY) as support:
         refused = await support.post(
             f"/v1/orders/{order_id}/review", json={"note": "keep it", "decision": "accept"}
         )

@@ -57,7 +57,10 @@ def new_payment(
 async def adapter(settings, sandbox):
     async with httpx.AsyncClient() as http:
         yield SandboxGateway(
-            http, settings.sandbox_url, settings.sandbox_api_key, settings.sandbox_webhook_secrets
+            http,
+            settings.sandbox_url,
+            settings.sandbox_api_key.get_secret_value(),
+            [s.get_secret_value() for s in settings.sandbox_webhook_secrets],
         )
 
 
@@ -117,7 +120,7 @@ async def test_refunds_are_idempotent_and_capped(adapter, settings, sandbox):
     await buyer_acts(session.payment_url, "succeeded")
     async with httpx.AsyncClient(
         base_url=settings.sandbox_url,
-        headers={"Authorization": f"Bearer {settings.sandbox_api_key}"},
+        headers={"Authorization": f"Bearer {settings.sandbox_api_key.get_secret_value()}"},
     ) as http:
         refund = {"payment_id": session.payment_id, "refund_request_no": "r1", "amount": 600}
         assert (await http.post("/v1/refunds", json=refund)).status_code == 201

@@ -16,6 +16,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
 from kassa.contracts import CancelRequest
+from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY
 from kassa.statuses import OrderStatus
 from orchestration.codec import ENCODING, KEY_ID
 from orchestration.temporal import data_converter
@@ -82,7 +83,7 @@ async def test_history_is_encrypted_and_the_codec_server_decodes_it(
 
     async with httpx.AsyncClient(base_url=codec_server) as http:
         support = {
-            "Authorization": f"Bearer {keyed_settings.support_api_key}",
+            "Authorization": f"Bearer {DEV_SUPPORT_KEY}",
             "X-Namespace": keyed_settings.temporal_namespace,
         }
         answer = await http.post("/decode", json=as_json([sealed]), headers=support)
@@ -99,7 +100,7 @@ async def test_history_is_encrypted_and_the_codec_server_decodes_it(
 
         for headers in (
             {},
-            {"Authorization": f"Bearer {keyed_settings.storefront_api_key}"},
+            {"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"},
             {"Authorization": "Bearer nope"},
         ):
             refused = await http.post("/decode", json=as_json([sealed]), headers=headers)
@@ -138,7 +139,7 @@ async def test_the_codec_server_says_which_key_it_lacks(keyed_settings, codec_se
         answer = await http.post(
             "/decode",
             json=as_json([sealed]),
-            headers={"Authorization": f"Bearer {keyed_settings.support_api_key}"},
+            headers={"Authorization": f"Bearer {DEV_SUPPORT_KEY}"},
         )
     assert answer.status_code == 400
     assert "2025-01" in answer.json()["message"]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from gateways.emulators import refuse_outside_development
 from gateways.emulators.alipay.api import Gateway, Refused, gateway_routes
 from gateways.emulators.alipay.keys import ensure_keys
 from gateways.emulators.alipay.notifier import Notifier
@@ -31,6 +32,7 @@ DEFAULT_PORT = 8002
 
 
 def create_app(config: AlipayConfig) -> FastAPI:
+    refuse_outside_development()
     keys = ensure_keys(config.keys_dir)
     state = AlipayState(faults=config.faults or Faults())
     notifier = Notifier(config, state, keys)

@@ -8,6 +8,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from gateways.emulators import refuse_outside_development
 from gateways.emulators.faults import Faults
 from gateways.emulators.sandbox.api import merchant_routes
 from gateways.emulators.sandbox.controls import emulator_routes
@@ -17,6 +18,7 @@ from gateways.emulators.sandbox.state import SandboxConfig, SandboxState
 
 
 def create_app(config: SandboxConfig) -> FastAPI:
+    refuse_outside_development()
     state = SandboxState.load(config.state_file)
     if config.faults is not None:
         state.behaviour.faults = config.faults
@@ -52,8 +54,8 @@ def app_from_settings() -> FastAPI:
     return create_app(
         SandboxConfig(
             public_url=settings.sandbox_url,
-            api_key=settings.sandbox_api_key,
-            webhook_secret=settings.sandbox_webhook_secrets[0],
+            api_key=settings.sandbox_api_key.get_secret_value(),
+            webhook_secret=settings.sandbox_webhook_secrets[0].get_secret_value(),
             state_file=settings.data_dir / "sandbox.json",
             faults=Faults(**settings.sandbox_faults),
         )
