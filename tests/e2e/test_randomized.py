@@ -35,6 +35,16 @@ BEHAVIOURS = [
     "pay_then_refund",
 ]
 KEPT = {"fulfilled": "all", "partially_refunded": "rest", "refunded": "rest"}
+# How the gateway misbehaves in both runs (the same knobs on every emulator).
+FAULTS = {
+    "seed": SEED,
+    "drop_callbacks": 0.3,
+    "duplicate_callbacks": 1,
+    "delay_callbacks": 0.2,
+    "reorder_callbacks": True,
+    "api_errors": 0.1,
+    "lost_answers": 0.1,
+}
 
 
 async def buyer(
@@ -118,15 +128,7 @@ async def _refund_done(api, refund_id: str) -> bool:
 async def test_randomized_checkouts_keep_the_money_right(stack, sandbox, sessions, settings):
     dice = random.Random(SEED)
     plan = [dice.choice(BEHAVIOURS) for _ in range(CHECKOUTS)]
-    faults = {
-        "seed": SEED,
-        "drop_callbacks": 0.3,
-        "duplicate_callbacks": 1,
-        "delay_callbacks": 0.2,
-        "reorder_callbacks": True,
-        "api_errors": 0.1,
-        "lost_answers": 0.1,
-    }
+    faults = FAULTS
     async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
         (await http.put("/_emulator/behaviour", json={"faults": faults})).raise_for_status()
         try:
@@ -251,15 +253,7 @@ async def alipay_buyer(
 async def test_randomized_alipay_checkouts_keep_the_money_right(stack, alipay, sessions, settings):
     dice = random.Random(SEED + 1)
     plan = [dice.choice(ALIPAY_BEHAVIOURS) for _ in range(max(CHECKOUTS // 2, 6))]
-    faults = {
-        "seed": SEED,
-        "drop_callbacks": 0.3,
-        "duplicate_callbacks": 1,
-        "delay_callbacks": 0.2,
-        "reorder_callbacks": True,
-        "api_errors": 0.1,
-        "lost_answers": 0.1,
-    }
+    faults = FAULTS
     base = settings.alipay_gateway_url.removesuffix("/gateway.do")
     async with httpx.AsyncClient(base_url=base) as emulator:
         (await emulator.put("/_emulator/faults", json=faults)).raise_for_status()
