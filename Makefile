@@ -1,7 +1,12 @@
-# Two commands do all the set-up on a fresh machine with Python 3.11 (no Docker needed):
+# Two commands do all the set-up on a fresh machine with Python 3.11, 3.12 or 3.13 (no Docker
+# needed):
 #   make run    the whole embedded stack in the foreground (Ctrl-C stops it)
 #   make test   the whole suite against real servers
-PYTHON ?= python3.11
+# The first of python3.11, python3.12, python3.13, python3 that runs and is 3.11 to 3.13
+# (PYTHON=… to choose another).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null \
+	&& { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,6 +14,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-fast lint bench clean migration
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Kassa needs Python 3.11, 3.12 or 3.13" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
