@@ -228,7 +228,7 @@ class CheckoutWorkflow:
 
     @cancel.validator
     def _only_unpaid(self, request: CancelRequest) -> None:
-        self._payment.check_cancel(self._status.is_final, self._status.is_paid, self._status)
+        self._payment.check_cancel(self._status)
 
     @workflow.update
     async def retry_payment(self) -> CheckoutView:
@@ -260,8 +260,7 @@ class CheckoutWorkflow:
 
     @review.validator
     def _only_held(self, decision: ReviewDecision) -> None:
-        on_hold = self._status == OrderStatus.ON_HOLD
-        self._payment.check_review(decision, on_hold, self._status)
+        self._payment.check_review(decision, self._status)
 
     @workflow.query
     def state(self) -> CheckoutView:

@@ -32,7 +32,7 @@ from kassa.errors import (
     OrderOnHold,
     RetryNotAllowed,
 )
-from kassa.statuses import PaymentOutcome
+from kassa.statuses import OrderStatus, PaymentOutcome
 
 DECISIVE = (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED)
 
@@ -205,23 +205,23 @@ class Payment:
 
     # ---- requests: each refused with the catalogue's error when it does not apply ------------
 
-    def check_cancel(self, order_ended: bool, order_paid: bool, status: str) -> None:
+    def check_cancel(self, status: OrderStatus) -> None:
         if self.held is not None:
             raise OrderOnHold("the payment is held for support")
-        if order_paid or self.outcome == PaymentOutcome.SUCCEEDED:
+        if status.is_paid or self.outcome == PaymentOutcome.SUCCEEDED:
             raise OrderAlreadyPaid("the order is already paid")
-        if order_ended:
+        if status.is_final:
             raise OrderClosed(f"the order is already {status}")
 
-    def check_retry(self, status: str) -> None:
+    def check_retry(self, status: OrderStatus) -> None:
         if self.retry is None and not self.awaiting_retry:
             raise RetryNotAllowed(
                 f"the order is {status} and its payment is not declined, or no attempt is "
                 f"left ({self.attempt} of {self.max_attempts} used)"
             )
 
-    def check_review(self, decision: ReviewDecision, on_hold: bool, status: str) -> None:
-        if not on_hold:
+    def check_review(self, decision: ReviewDecision, status: OrderStatus) -> None:
+        if status != OrderStatus.ON_HOLD:
             raise NotOnHold(f"the order is {status}, not on hold")
         held = self.held
         if decision.accept and (held.currency != self.currency or held.amount < self.amount):

@@ -9,7 +9,7 @@ import pytest
 
 from kassa import errors
 from kassa.contracts import CancelRequest, PaymentEvent, PaymentSession, ReviewDecision
-from kassa.statuses import PaymentOutcome
+from kassa.statuses import OrderStatus, PaymentOutcome
 from workflows.payment import Payment, Verdict
 
 PAID, DECLINED = PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED
@@ -169,7 +169,7 @@ def test_attempts_are_bounded():
     p.take(word(DECLINED))
     assert not p.may_retry()
     with pytest.raises(errors.RetryNotAllowed):
-        p.check_retry("awaiting_payment")
+        p.check_retry(OrderStatus.AWAITING_PAYMENT)
 
 
 def test_a_second_retry_request_joins_the_first():
@@ -209,29 +209,29 @@ def test_cancel_is_refused_once_paid_or_held(setup, refusal):
     p = payment()
     setup(p)
     with pytest.raises(refusal) as refused:
-        p.check_cancel(order_ended=False, order_paid=False, status="awaiting_payment")
+        p.check_cancel(OrderStatus.AWAITING_PAYMENT)
     assert refused.value.status == 409 and refused.value.slug == "order-not-cancellable"
 
 
 def test_cancel_is_refused_once_ended():
     with pytest.raises(errors.OrderClosed):
-        payment().check_cancel(order_ended=True, order_paid=False, status="expired")
+        payment().check_cancel(OrderStatus.EXPIRED)
 
 
 def test_review_accepts_only_more_than_the_amount_in_the_orders_currency():
     p = payment()
     p.take(word(PAID, amount=AMOUNT + 100))
-    p.check_review(ReviewDecision("ok", accept=True), on_hold=True, status="on_hold")
+    p.check_review(ReviewDecision("ok", accept=True), OrderStatus.ON_HOLD)
     p.accept_held()
     assert p.verdict == Verdict.PAID
 
     less = payment()
     less.take(word(PAID, amount=100))
     with pytest.raises(errors.CannotAccept):
-        less.check_review(ReviewDecision("no", accept=True), on_hold=True, status="on_hold")
-    less.check_review(ReviewDecision("refund it"), on_hold=True, status="on_hold")
+        less.check_review(ReviewDecision("no", accept=True), OrderStatus.ON_HOLD)
+    less.check_review(ReviewDecision("refund it"), OrderStatus.ON_HOLD)
     with pytest.raises(errors.NotOnHold):
-        less.check_review(ReviewDecision("x"), on_hold=False, status="fulfilled")
+        less.check_review(ReviewDecision("x"), OrderStatus.FULFILLED)
 
 
 def test_a_close_that_finds_another_attempts_capture_closes_the_payment():
