@@ -42,14 +42,13 @@ class ReconcileActivities:
         async with self._sessions() as session:
             ended = await orders.ended_since(session, since)
             known = await refunds.known_stray_payments(session)
+            references = await gateway_payments.of_orders(session, [o.order_id for o in ended])
         found = []
         for order in ended:
             gateway = self._gateways.get(order.gateway)
             if gateway is None:
                 continue
-            async with self._sessions() as session:
-                references = await gateway_payments.of_order(session, order.order_id)
-            payments = await payments_of_order(gateway, references)
+            payments = await payments_of_order(gateway, references[order.order_id])
             for attempt, payment in payments:
                 if payment.payment_id in known:
                     continue  # its refund runs or ran

@@ -33,11 +33,17 @@ async def find(session: AsyncSession, gateway: str, reference: str) -> tuple[str
     return (row.order_id, row.attempt) if row else None
 
 
-async def of_order(session: AsyncSession, order_id: str) -> list[tuple[int, str]]:
-    """(attempt, reference) of each of the order's gateway payments, first attempt first."""
+async def of_orders(
+    session: AsyncSession, order_ids: list[str]
+) -> dict[str, list[tuple[int, str]]]:
+    """For each order, (attempt, reference) of each of its gateway payments, first attempt
+    first; in one query, for the passes over many orders (reconciliation, the ledger check)."""
     rows = await session.execute(
-        select(GatewayPayment.attempt, GatewayPayment.reference)
-        .where(GatewayPayment.order_id == order_id)
-        .order_by(GatewayPayment.attempt)
+        select(GatewayPayment.order_id, GatewayPayment.attempt, GatewayPayment.reference)
+        .where(GatewayPayment.order_id.in_(order_ids))
+        .order_by(GatewayPayment.order_id, GatewayPayment.attempt)
     )
-    return [(attempt, reference) for attempt, reference in rows]
+    references: dict[str, list[tuple[int, str]]] = {order_id: [] for order_id in order_ids}
+    for order_id, attempt, reference in rows:
+        references[order_id].append((attempt, reference))
+    return references

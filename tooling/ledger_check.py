@@ -18,6 +18,7 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
         ]
         books = await ledger.books_per_order(session)
         in_flight = await ledger.orders_with_refunds_in_flight(session)
+        references = await gateway_payments.of_orders(session, [b[0].order_id for b in books])
     for order, held_amount, refunded_amount, captured_amount in books:
         if order.order_id in in_flight or order.status == OrderStatus.ON_HOLD:
             continue  # a refund on its way, or support to decide: the books follow
@@ -35,9 +36,7 @@ async def check(sessions: async_sessionmaker, gateways: dict[str, PaymentGateway
         if gateway is None:
             problems.append(f"order {order.order_id}: unknown gateway {order.gateway}")
             continue
-        async with sessions() as session:
-            references = await gateway_payments.of_order(session, order.order_id)
-        payments = await payments_of_order(gateway, references)
+        payments = await payments_of_order(gateway, references[order.order_id])
         at_gateway = 0
         for attempt, payment in payments:
             if payment.outcome == PaymentOutcome.SUCCEEDED:
