@@ -14,6 +14,7 @@ from kassa.contracts import (
     OpenPaymentInput,
     OrderRef,
     PaymentCheck,
+    PaymentEvent,
     PaymentSession,
 )
 from kassa.errors import GatewayRejected, UnknownGateway
@@ -77,6 +78,17 @@ class PaymentActivities:
         gateway = self._gateway(order.gateway)
         payment = await gateway.get_payment(gateway.reference(order.order_id, order.attempt))
         return _check(payment)
+
+    @activity.defn
+    async def confirm_payment(self, claim: PaymentEvent) -> PaymentCheck:
+        """What the gateway says of the payment a callback names (NOT_FOUND if it knows no
+        such payment under the order's reference): a callback only says where to look."""
+        gateway = self._gateway(claim.gateway)
+        reference = gateway.reference(claim.order_id, claim.attempt)
+        for payment in await gateway.list_payments(reference):
+            if payment.payment_id == claim.payment_id:
+                return _check(payment)
+        return PaymentCheck(PaymentOutcome.NOT_FOUND)
 
     @activity.defn
     async def close_payment(self, order: OrderRef) -> PaymentCheck:

@@ -12,8 +12,10 @@ from temporalio.client import Client
 
 from db import gateway_payments, orders, refunds
 from gateways.base import PaymentGateway, payments_of_order
-from kassa.contracts import PaymentEvent, ReconcileReport
+from kassa.contracts import PaymentEvent, ReconcileReport, RefundInput
+from kassa.ids import stray_refund_id
 from kassa.settings import Settings
+from kassa.statuses import RefundStatus
 from kassa.strays import stray_kind
 from orchestration import client as temporal
 
@@ -41,7 +43,7 @@ class ReconcileActivities:
         since = datetime.now(UTC) - timedelta(hours=lookback_hours)
         async with self._sessions() as session:
             ended = await orders.ended_since(session, since)
-            known = await refunds.known_stray_payments(session)
+            strays = await refunds.stray_payments(session)
             references = await gateway_payments.of_orders(session, [o.order_id for o in ended])
         found = []
         for order in ended:
@@ -50,8 +52,8 @@ class ReconcileActivities:
                 continue
             payments = await payments_of_order(gateway, references[order.order_id])
             for attempt, payment in payments:
-                if payment.payment_id in known:
-                    continue  # its refund runs or ran
+                if await self._given_back(strays.get(payment.payment_id), payment.payment_id):
+                    continue
                 event = PaymentEvent.answered(
                     order.gateway,
                     f"reconcile-{payment.payment_id}",
@@ -60,12 +62,26 @@ class ReconcileActivities:
                     payment,
                 )
                 kind = stray_kind(order.status, order.gateway_payment_id, event)
-                if kind and await temporal.give_back(
-                    self._temporal, self._settings.task_queue, order.gateway, event, kind
+                if kind is None:
+                    continue
+                refund = RefundInput.for_stray(event, order.gateway, kind)
+                async with self._sessions.begin() as session:
+                    await refunds.record_stray(session, refund)
+                if await temporal.give_back(
+                    self._temporal, self._settings.task_queue, refund, event
                 ):
                     found.append(payment.payment_id)
             activity.heartbeat(order.order_id)
         return ReconcileReport(len(ended), found, await self._resume_orphaned_refunds())
+
+    async def _given_back(self, status: RefundStatus | None, payment_id: str) -> bool:
+        """Its refund runs or is over. A stray recorded whose refund never started (the
+        process died in between) is given back again, by the same refund id."""
+        if status is None:
+            return False
+        if status != RefundStatus.PENDING:
+            return True
+        return await temporal.refund_started(self._temporal, stray_refund_id(payment_id))
 
     async def _resume_orphaned_refunds(self) -> list[str]:
         """Refunds the API reserved but never started (it died in between, and the client

@@ -26,8 +26,9 @@ class RefundActivities:
 
     @activity.defn
     async def reserve_refund(self, request: RefundInput) -> RefundView:
-        """A no-op for refunds the API reserved already; compensation reserves here. A
-        refusal (RefundRefused and its kinds) is permanent."""
+        """Reserve a compensation within the cap, before its workflow starts (the API
+        reserves the refunds it is asked for itself). A refusal (RefundRefused and its
+        kinds) is permanent."""
         async with self._sessions.begin() as session:
             refund = await refunds.reserve(
                 session,
@@ -41,15 +42,9 @@ class RefundActivities:
 
     @activity.defn
     async def record_stray_capture(self, request: RefundInput) -> RefundView:
-        """Book money no order keeps (gateway +, unallocated −) before giving it back."""
+        """Record and book money no order keeps, before the workflow that gives it back."""
         async with self._sessions.begin() as session:
             stray = await refunds.record_stray(session, request)
-            await books.post(
-                session,
-                ledger.stray_capture(
-                    stray.order_id, stray.gateway, stray.payment_id, stray.amount, stray.currency
-                ),
-            )
             return RefundView(
                 request.refund_id,
                 request.order_id,
@@ -58,6 +53,14 @@ class RefundActivities:
                 stray.currency,
                 request.reason,
             )
+
+    @activity.defn
+    async def check_reservation(self, request: RefundInput) -> RefundView:
+        """The refund workflow's first step: its reservation as it stands. A workflow
+        started from outside Kassa, with no reservation or another amount, is refused
+        (RefundNotReserved, permanent) before anything reaches the gateway."""
+        async with self._sessions() as session:
+            return await refunds.reservation(session, request)
 
     @activity.defn
     async def request_refund(self, request: RefundInput) -> RefundStatus:

@@ -13,9 +13,11 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import ledger as books
 from db.models import Order, Refund, StrayCapture
+from kassa import ledger
 from kassa.contracts import RefundInput, RefundView
-from kassa.errors import OrderNotFound
+from kassa.errors import OrderNotFound, RefundNotReserved
 from kassa.refund_cap import refund_amount
 from kassa.statuses import Caller, OrderStatus, RefundStatus
 
@@ -141,7 +143,8 @@ async def pending_since(session: AsyncSession, before: datetime) -> list[tuple[R
 
 
 async def record_stray(session: AsyncSession, request: RefundInput) -> StrayCapture:
-    """Money no order keeps, once per gateway payment; the row as it stands."""
+    """Money no order keeps, once per gateway payment, and booked (gateway +, unallocated −):
+    the reservation its refund needs. The row as it stands."""
     await session.execute(
         insert(StrayCapture)
         .values(
@@ -156,7 +159,62 @@ async def record_stray(session: AsyncSession, request: RefundInput) -> StrayCapt
         )
         .on_conflict_do_nothing(index_elements=[StrayCapture.payment_id])
     )
-    return await session.get(StrayCapture, request.payment_id)
+    stray = await session.get(StrayCapture, request.payment_id)
+    await books.post(
+        session,
+        ledger.stray_capture(
+            stray.order_id, stray.gateway, stray.payment_id, stray.amount, stray.currency
+        ),
+    )
+    return stray
+
+
+async def reservation(session: AsyncSession, request: RefundInput) -> RefundView:
+    """The reservation a refund workflow's input must match, as it stands: a refund Kassa
+    reserved (the API, a compensation) or a stray capture it recorded, of that amount, on
+    that order and gateway. RefundNotReserved otherwise: a refund workflow started from
+    outside Kassa (by hand, in the Temporal UI) moves no money."""
+    if request.stray:
+        stray = await session.get(StrayCapture, request.payment_id or "")
+        matches = stray is not None and (
+            stray.refund_id,
+            stray.order_id,
+            stray.gateway,
+            stray.kind,
+            stray.amount,
+            stray.currency,
+        ) == (
+            request.refund_id,
+            request.order_id,
+            request.gateway,
+            request.stray,
+            request.amount,
+            request.currency,
+        )
+        if matches:
+            return RefundView(
+                request.refund_id,
+                request.order_id,
+                stray.status,
+                stray.amount,
+                stray.currency,
+                request.reason,
+            )
+    else:
+        refund = await session.get(Refund, request.refund_id)
+        order = refund and await session.get(Order, refund.order_id)
+        matches = refund is not None and (
+            refund.order_id,
+            order.gateway,
+            refund.amount,
+            refund.currency,
+        ) == (request.order_id, request.gateway, request.amount, request.currency)
+        if matches:
+            return as_view(refund)
+    raise RefundNotReserved(
+        f"refund {request.refund_id} of order {request.order_id} was not reserved by Kassa "
+        "as asked; nothing was sent to the gateway"
+    )
 
 
 async def complete_stray(session: AsyncSession, payment_id: str) -> StrayCapture | None:
@@ -170,8 +228,10 @@ async def complete_stray(session: AsyncSession, payment_id: str) -> StrayCapture
     )
 
 
-async def known_stray_payments(session: AsyncSession) -> set[str]:
-    return set(await session.scalars(select(StrayCapture.payment_id)))
+async def stray_payments(session: AsyncSession) -> dict[str, RefundStatus]:
+    """Every recorded stray capture, by gateway payment id, with its refund's status."""
+    rows = await session.execute(select(StrayCapture.payment_id, StrayCapture.status))
+    return dict(rows.tuples().all())
 
 
 def as_view(refund: Refund) -> RefundView:

@@ -280,6 +280,14 @@ class RefundStateConflict(KassaError):
     slug, title = "refund-state-conflict", "Money moved for a refund written off here"
 
 
+class RefundNotReserved(KassaError):
+    """A refund workflow whose refund Kassa never reserved (started by hand, from outside
+    Kassa's own code paths), or whose input differs from the reservation: refused, so
+    nothing but Kassa moves money out."""
+
+    slug, title = "refund-not-reserved", "No reservation matches this refund"
+
+
 class DatabaseRefused(KassaError):
     slug, title = "database-refused", "The database refused the data"
 

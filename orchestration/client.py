@@ -41,7 +41,7 @@ from kassa.contracts import (
 )
 from kassa.ids import checkout_workflow_id, refund_workflow_id
 from kassa.money import format_amount
-from kassa.statuses import OrderStatus, StrayKind
+from kassa.statuses import OrderStatus
 
 log = structlog.get_logger("orchestration")
 
@@ -200,20 +200,22 @@ async def refund_started(client: Client, refund_id: str) -> bool:
 
 
 async def give_back(
-    client: Client, task_queue: str, gateway: str, event: PaymentEvent, kind: StrayKind
+    client: Client, task_queue: str, refund: RefundInput, event: PaymentEvent
 ) -> bool:
-    """Start the refund of a capture no order keeps; False if it was started before. Every
-    report of the same capture, by callback or by reconciliation, reaches the same workflow:
-    its id comes from the gateway payment and it is started with signal-with-start, so two
-    reports start one refund."""
-    refund = RefundInput.for_stray(event, gateway, kind)
-    summary = f"Refund of the {kind} {event.payment_id} on order {event.order_id}"
+    """Start the refund of a capture no order keeps, recorded first (`refund` is
+    RefundInput.for_stray of `event`); False if it was started before. Every report of the
+    same capture, by callback or by reconciliation, reaches the same workflow: its id comes
+    from the gateway payment and it is started with signal-with-start, so two reports start
+    one refund."""
+    summary = f"Refund of the {refund.stray} {event.payment_id} on order {event.order_id}"
     started = await _start_refund_workflow(
         client, task_queue, refund, summary, start_signal="report", start_signal_args=[event]
     )
     if not started:
         return False  # given back already, or on its way
-    log.info("stray capture", kind=kind, order_id=event.order_id, payment_id=event.payment_id)
+    log.info(
+        "stray capture", kind=refund.stray, order_id=event.order_id, payment_id=event.payment_id
+    )
     return True
 
 

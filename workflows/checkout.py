@@ -21,13 +21,14 @@ from temporalio.exceptions import FailureError
 
 from workflows.collect import Collection
 from workflows.fulfilment import AFTER_PAYMENT
-from workflows.payment import Payment, Verdict
+from workflows.payment import DECISIVE, Payment, Verdict
 from workflows.refund import give_back, refund_and_wait
 from workflows.saga import Saga
-from workflows.steps import db_step, details, failure_message, notify_storefront
+from workflows.steps import ask_gateway, db_step, details, failure_message, notify_storefront
 
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
+    from activities.payments import PaymentActivities
     from activities.risk import RiskActivities
     from kassa import errors, search
     from kassa.contracts import (
@@ -44,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
     from kassa.ids import checkout_workflow_id
     from kassa.money import format_amount
     from kassa.statuses import OrderStatus, StrayKind
+
+CONFIRM_WITHIN = timedelta(minutes=1)  # unanswered: the status checks and the close remain
 
 
 @workflow.defn(name=CHECKOUT_WORKFLOW)
@@ -203,9 +206,27 @@ class CheckoutWorkflow:
     # ---- messages -----------------------------------------------------------------------------
 
     @workflow.signal
-    def payment_event(self, event: PaymentEvent) -> None:
-        """A verified gateway callback (duplicates are dropped by event id)."""
-        self._payment.hear(event)
+    async def payment_event(self, event: PaymentEvent) -> None:
+        """A gateway callback, relayed by the API. It only says which payment to ask about:
+        the gateway's answer is what counts, so a signal typed by hand in the Temporal UI
+        marks nothing paid. Duplicates are dropped by event id; a confirmation that gets
+        no answer leaves the payment to the status checks and the close."""
+        checkout = self._checkout
+        if not self._payment.first_hearing(event):
+            return
+        # Only the payment's identity is read from the signal, never whose or how much.
+        claim = replace(event, gateway=checkout.gateway, order_id=checkout.order_id)
+        answer = await ask_gateway(
+            PaymentActivities.confirm_payment, claim, "confirm the callback", CONFIRM_WITHIN
+        )
+        if answer is None or answer.outcome not in DECISIVE:
+            self._payment.undecided_hearing(event)
+            return
+        self._payment.take(
+            PaymentEvent.answered(
+                checkout.gateway, event.event_id, checkout.order_id, event.attempt, answer
+            )
+        )
 
     @workflow.update
     async def payment_session(self) -> CheckoutView:

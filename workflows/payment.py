@@ -7,6 +7,7 @@ requests, a new attempt opened. The payment answers what the checkout asks: is i
 how, may the buyer retry, which captures does the order not keep.
 
 The rules:
+- A callback is only a reason to ask the gateway; its answer is the word that counts.
 - The first decisive word (captured or declined) about the current attempt's payment counts;
   repeats and contrary words change nothing. A word is about the current attempt when it
   names the attempt's merchant reference and, where the gateway named the payment when it
@@ -67,11 +68,20 @@ class Payment:
 
     # ---- words from the gateway -------------------------------------------------------------
 
-    def hear(self, event: PaymentEvent) -> None:
-        """A verified callback: the same event id twice is heard once."""
-        if event.event_id not in self.events_seen:
-            self.events_seen.add(event.event_id)
-            self.take(event)
+    def first_hearing(self, event: PaymentEvent) -> bool:
+        """A callback is worth asking the gateway about (it proves nothing by itself: the
+        checkout takes the gateway's answer, not the callback): once per event id, and only
+        about one of the order's possible attempts."""
+        if event.event_id in self.events_seen or not 1 <= event.attempt <= self.max_attempts:
+            return False
+        self.events_seen.add(event.event_id)
+        return True
+
+    def undecided_hearing(self, event: PaymentEvent) -> None:
+        """The gateway's answer to a callback decided nothing (pending, unknown, unanswered):
+        the callback's redelivery may ask again. A forged signal that borrowed the event id
+        of a callback still to come must not make the real one be ignored."""
+        self.events_seen.discard(event.event_id)
 
     def take(self, event: PaymentEvent) -> None:
         """One word from the gateway, by callback or when asked."""

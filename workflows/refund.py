@@ -1,12 +1,14 @@
 """One refund as one durable workflow (id `refund-<refund_id>`), and how other workflows give
 money back through it.
 
-Reserve the amount within the cap, ask the gateway (the refund id is its idempotency key, so
-a retried call never refunds twice), then wait for the gateway to settle it: its callback
-arrives as a signal, and while none comes the workflow asks the gateway itself, backing off
-from seconds to an hour. On success the refund is recorded everywhere in one database
-transaction; on a permanent failure the reservation is released and support finds the
-refund by `RefundStatus = 'failed'`.
+Kassa reserves the amount within the cap before the workflow starts (the API the refunds it
+is asked for, the checkout its compensation; a stray capture is recorded and booked). The
+workflow checks that reservation, refusing one started from outside Kassa, asks the gateway
+(the refund id is its idempotency key, so a retried call never refunds twice), then waits
+for the gateway to settle it: a callback makes it ask the gateway at once, and while none
+comes it asks anyway, backing off from seconds to an hour. On success the refund is recorded
+everywhere in one database transaction; on a permanent failure the reservation is released
+and support finds the refund by `RefundStatus = 'failed'`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from kassa.statuses import RefundStatus, StrayKind
 
 FIRST_CHECK = timedelta(seconds=10)
+CONFIRM_WITHIN = timedelta(minutes=1)  # an unanswered confirmation: the next check asks again
 LAST_CHECK_INTERVAL = timedelta(hours=1)
 
 
@@ -54,7 +57,9 @@ class RefundWorkflow:
         self._refund = refund
         self._status = RefundStatus.PENDING
         self._failure: str | None = None
-        self._settled: RefundStatus | None = None  # the gateway's last word, by callback or asked
+        self._settled: RefundStatus | None = None  # the gateway's word, asked (maybe on a callback)
+        self._asked = False  # the gateway was asked for the refund
+        self._confirming = False
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
@@ -67,11 +72,9 @@ class RefundWorkflow:
             ]
         )
         try:
-            if refund.stray:  # money no order keeps: book it, then give it back
-                reserve, what = RefundActivities.record_stray_capture, f"record the {refund.stray}"
-            else:
-                reserve, what = RefundActivities.reserve_refund, "reserve the amount"
-            reserved = await db_step(reserve, refund, what)
+            reserved = await db_step(
+                RefundActivities.check_reservation, refund, "check the reservation"
+            )
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
             return await self._fail(f"refused: {failure_message(err)}", reserved=False)
         if reserved.status != RefundStatus.PENDING:
@@ -93,6 +96,7 @@ class RefundWorkflow:
             return await self._fail(f"the gateway refused the refund: {failure_message(err)}")
         if status != RefundStatus.PENDING:
             self._settled = status
+        self._asked = True
         workflow.set_current_details(
             f"Waiting for {refund.gateway} to settle the refund of {shown}"
         )
@@ -126,10 +130,24 @@ class RefundWorkflow:
         return self._view()
 
     @workflow.signal
-    def refund_event(self, event: RefundEvent) -> None:
-        """A verified gateway callback; the first settled status counts."""
-        if self._settled is None and event.status != RefundStatus.PENDING:
-            self._settled = event.status
+    async def refund_event(self, event: RefundEvent) -> None:
+        """A gateway callback about the refund, taken as a hint: the gateway is asked, and
+        only its answer settles the refund (a hand-typed signal moves no money and hides
+        none). One that comes before the gateway was asked waits for the first check."""
+        if self._settled is not None or not self._asked or self._confirming:
+            return
+        self._confirming = True
+        try:
+            answer = await ask_gateway(
+                RefundActivities.refund_status,
+                self._refund,
+                "confirm the callback with the gateway",
+                CONFIRM_WITHIN,
+            )
+        finally:
+            self._confirming = False
+        if self._settled is None and answer not in (None, RefundStatus.PENDING):
+            self._settled = answer
 
     @workflow.signal
     def report(self, event: PaymentEvent) -> None:
@@ -180,7 +198,13 @@ class RefundWorkflow:
 async def refund_and_wait(refund: RefundInput, failure: type[errors.KassaError]) -> None:
     """Give money back through a refund workflow, as a child that survives its parent (a
     terminated checkout must not stop a refund that moves money); a refund that fails for
-    good fails the parent with `failure`, loudly, so support sees it."""
+    good fails the parent with `failure`, loudly, so support sees it. Reserved (or, for a
+    stray, recorded) first: a refund workflow refuses what Kassa did not reserve."""
+    try:
+        await _reserve(refund)
+    except FailureError as err:
+        reason = failure_message(err)
+        raise failure(f"{failure.title} for order {refund.order_id} ({reason})") from err
     result = await workflow.execute_child_workflow(
         RefundWorkflow.run,
         refund,
@@ -196,6 +220,7 @@ async def give_back(strays: list[PaymentEvent], gateway: str, kind: StrayKind) -
     Reports that come later reach the same refunds through the API (same ids)."""
     for event in strays:
         refund = RefundInput.for_stray(event, gateway, kind)
+        await _reserve(refund)
         try:
             await workflow.start_child_workflow(
                 RefundWorkflow.run,
@@ -205,3 +230,10 @@ async def give_back(strays: list[PaymentEvent], gateway: str, kind: StrayKind) -
             )
         except WorkflowAlreadyStartedError:
             pass
+
+
+async def _reserve(refund: RefundInput) -> None:
+    if refund.stray:
+        await db_step(RefundActivities.record_stray_capture, refund, f"record the {refund.stray}")
+    else:
+        await db_step(RefundActivities.reserve_refund, refund, "reserve the amount")

@@ -18,10 +18,10 @@ from temporalio.service import RPCError
 
 from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
 from api.problems import responses
-from db import gateway_payments, orders
+from db import gateway_payments, orders, refunds
 from gateways.base import PaymentWord
 from kassa import errors
-from kassa.contracts import PaymentEvent, RefundEvent
+from kassa.contracts import PaymentEvent, RefundEvent, RefundInput
 from kassa.settings import Settings
 from kassa.statuses import PaymentOutcome
 from kassa.strays import stray_kind
@@ -139,4 +139,7 @@ async def _report_stray(
         )
     kind = stray_kind(order.status, order.gateway_payment_id, event)
     if kind is not None:
-        await temporal_client.give_back(temporal, settings.task_queue, order.gateway, event, kind)
+        refund = RefundInput.for_stray(event, order.gateway, kind)
+        async with sessions.begin() as session:
+            await refunds.record_stray(session, refund)  # its refund refuses what is not
+        await temporal_client.give_back(temporal, settings.task_queue, refund, event)

@@ -5,17 +5,19 @@ milliseconds."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 from kassa.contracts import CancelRequest
 from kassa.statuses import OrderStatus, PaymentOutcome
-from tests.support import buyer_acts, new_checkout, record_history
+from tests.support import buyer_acts, eventually, new_checkout, record_history
 from tests.workflows.conftest import (
     entitlements,
     gateway_event,
     gateway_payment,
     order_row,
     pass_the_payment_window,
+    pay,
 )
 from workflows.checkout import CheckoutWorkflow
 
@@ -158,3 +160,38 @@ async def test_duplicate_and_late_contrary_callbacks_change_nothing(started, ses
 
     assert (await handle.result()).status == OrderStatus.FULFILLED
     assert (await order_row(sessions, checkout.order_id)).status == "fulfilled"
+
+
+async def test_a_hand_typed_payment_callback_pays_nothing(started, sessions, sandbox):
+    """`payment_event` sent by hand (the Temporal UI's Send a Signal) while the buyer has
+    paid nothing: the checkout asks the gateway, which says pending, and the order still
+    waits. Once the buyer really pays, the real callback pays it, even though the forgery
+    borrowed its event id."""
+    checkout = new_checkout()
+    view, handle = await started(checkout)
+    forged = gateway_event(view, PaymentOutcome.SUCCEEDED)
+    elsewhere = replace(
+        forged, event_id="evt_x", payment_id="pay_forged", order_id="ord_other", amount=1
+    )
+    await handle.signal(CheckoutWorkflow.payment_event, forged)
+    await handle.signal(CheckoutWorkflow.payment_event, elsewhere)
+
+    async def both_confirmed() -> bool:
+        history = (await handle.fetch_history()).events
+        done = [
+            history[e.activity_task_completed_event_attributes.scheduled_event_id - 1]
+            for e in history
+            if e.HasField("activity_task_completed_event_attributes")
+        ]
+        asked = [e.activity_task_scheduled_event_attributes.activity_type.name for e in done]
+        return asked.count("confirm_payment") == 2
+
+    await eventually(both_confirmed)
+    state = await handle.query(CheckoutWorkflow.state)
+    assert state.status == OrderStatus.AWAITING_PAYMENT
+    assert (await order_row(sessions, checkout.order_id)).status == "awaiting_payment"
+    assert await entitlements(sessions, checkout.order_id) == []
+
+    await pay(view, handle)  # the real callback, under the event id the forgery used
+    assert (await handle.result()).status == OrderStatus.FULFILLED
+    assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 0

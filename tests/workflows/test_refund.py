@@ -12,6 +12,7 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from db import refunds
 from db.models import Refund
 from kassa import search
 from kassa.contracts import CheckoutInput, RefundEvent, RefundInput
@@ -55,16 +56,20 @@ async def refund(
     amount: int,
     n: int = 1,
     requested_by: Caller = Caller.STOREFRONT,
+    *,
+    sessions,
 ):
-    request = RefundInput(
-        f"rf_{checkout.order_id}_{n}",
-        checkout.order_id,
-        "sandbox",
-        amount,
-        checkout.currency,
-        "changed my mind",
-        requested_by,
-    )
+    """A refund as the API starts one: reserved within the cap first, then its workflow."""
+    async with sessions.begin() as session:
+        reserved = await refunds.reserve(
+            session,
+            refund_id=f"rf_{checkout.order_id}_{n}",
+            order_id=checkout.order_id,
+            amount=amount,
+            reason="changed my mind",
+            requested_by=requested_by,
+        )
+        request = refunds.as_input(reserved, checkout.gateway)
     return await env.client.start_workflow(
         RefundWorkflow.run, request, id=refund_workflow_id(request.refund_id), task_queue=task_queue
     )
@@ -75,13 +80,17 @@ async def test_partial_then_full_refund(
 ):
     checkout = await fulfilled(amount=3000)
 
-    first = await (await refund(time_skipping_env, task_queue, checkout, 1000, n=1)).result()
+    first = await (
+        await refund(time_skipping_env, task_queue, checkout, 1000, n=1, sessions=sessions)
+    ).result()
     assert first.status == RefundStatus.SUCCEEDED
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.refunded_amount) == ("partially_refunded", 1000)
     assert await entitlements(sessions, checkout.order_id, active_only=True) != []
 
-    second = await (await refund(time_skipping_env, task_queue, checkout, 2000, n=2)).result()
+    second = await (
+        await refund(time_skipping_env, task_queue, checkout, 2000, n=2, sessions=sessions)
+    ).result()
     assert second.status == RefundStatus.SUCCEEDED
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.refunded_amount) == ("refunded", 3000)
@@ -102,7 +111,7 @@ async def test_refund_settled_later_by_callback(
 ):
     await gateway_behaviour(refunds_settle="later")
     checkout = await fulfilled()
-    handle = await refund(time_skipping_env, task_queue, checkout, 3000)
+    handle = await refund(time_skipping_env, task_queue, checkout, 3000, sessions=sessions)
     refund_id = f"rf_{checkout.order_id}_1"
     while refund_id not in sandbox.refunds:  # the gateway accepted it for processing
         await asyncio.sleep(0.01)
@@ -120,7 +129,40 @@ async def test_refund_settled_later_by_callback(
 
     assert (await handle.result()).status == RefundStatus.SUCCEEDED
     assert (await order_row(sessions, checkout.order_id)).status == "refunded"
-    assert "refund_status" not in (await handle.fetch_history()).to_json()
+    # The callback made it ask the gateway at once: one question, the confirmation.
+    asked = [
+        e
+        for e in (await handle.fetch_history()).events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "refund_status"
+    ]
+    assert len(asked) == 1
+
+
+async def test_a_hand_typed_refund_callback_settles_nothing(
+    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, sandbox
+):
+    """`refund_event` sent by hand (the Temporal UI's Send a Signal) saying the refund
+    succeeded while the gateway still works on it: the gateway's answer counts, the refund
+    stays pending and nothing is booked."""
+    await gateway_behaviour(refunds_settle="later")
+    checkout = await fulfilled()
+    handle = await refund(time_skipping_env, task_queue, checkout, 3000, sessions=sessions)
+    refund_id = f"rf_{checkout.order_id}_1"
+    while refund_id not in sandbox.refunds:
+        await asyncio.sleep(0.01)
+    await handle.signal(
+        RefundWorkflow.refund_event,
+        RefundEvent("sandbox", "evt_forged", refund_id, RefundStatus.SUCCEEDED),
+    )
+    await time_skipping_env.sleep(timedelta(seconds=5))  # well before the first status check
+
+    assert (await handle.query(RefundWorkflow.state)).status == RefundStatus.PENDING
+    order = await order_row(sessions, checkout.order_id)
+    assert (order.status, order.refunded_amount) == ("fulfilled", 0)
+    assert len(await ledger_of(sessions, checkout.order_id)) == 2  # the capture alone
+    assert sandbox.refunds[refund_id]["status"] == "processing"  # the gateway still works on it
+    await handle.terminate("test over")
 
 
 async def test_refund_settled_later_is_found_by_polling(
@@ -128,7 +170,7 @@ async def test_refund_settled_later_is_found_by_polling(
 ):
     await gateway_behaviour(refunds_settle="later")
     checkout = await fulfilled()
-    handle = await refund(time_skipping_env, task_queue, checkout, 1200)
+    handle = await refund(time_skipping_env, task_queue, checkout, 1200, sessions=sessions)
     refund_id = f"rf_{checkout.order_id}_1"
     while refund_id not in sandbox.refunds:
         await time_skipping_env.sleep(timedelta(seconds=1))
@@ -147,7 +189,7 @@ async def test_a_refund_the_gateway_does_not_know_is_asked_for_again(
     asks for it again under the same number (one refund at the gateway, never two)."""
     await gateway_behaviour(refunds_settle="later")
     checkout = await fulfilled()
-    handle = await refund(time_skipping_env, task_queue, checkout, 700)
+    handle = await refund(time_skipping_env, task_queue, checkout, 700, sessions=sessions)
     refund_id = f"rf_{checkout.order_id}_1"
     while refund_id not in sandbox.refunds:
         await time_skipping_env.sleep(timedelta(seconds=1))
@@ -167,7 +209,9 @@ async def test_transient_gateway_failures_are_retried_with_one_refund(
     checkout = await fulfilled()
     await gateway_behaviour(fail_next_refund_calls=2)
 
-    result = await (await refund(time_skipping_env, task_queue, checkout, 500)).result()
+    result = await (
+        await refund(time_skipping_env, task_queue, checkout, 500, sessions=sessions)
+    ).result()
 
     assert result.status == RefundStatus.SUCCEEDED
     at_gateway = [
@@ -181,7 +225,7 @@ async def test_refund_the_gateway_fails_releases_the_reservation(
 ):
     await gateway_behaviour(refunds_settle="later")
     checkout = await fulfilled()
-    handle = await refund(time_skipping_env, task_queue, checkout, 3000)
+    handle = await refund(time_skipping_env, task_queue, checkout, 3000, sessions=sessions)
     refund_id = f"rf_{checkout.order_id}_1"
     while (await handle.query(RefundWorkflow.state)).status != RefundStatus.PENDING:
         pass
@@ -205,14 +249,34 @@ async def test_refund_the_gateway_fails_releases_the_reservation(
     assert described.typed_search_attributes.get(search.REFUND_STATUS) == "failed"
 
 
-async def test_a_refund_over_the_remaining_amount_is_refused(
-    fulfilled, time_skipping_env, task_queue, sessions
+async def test_a_refund_started_outside_kassa_is_refused(
+    fulfilled, time_skipping_env, task_queue, sessions, sandbox
 ):
+    """A RefundWorkflow started by hand (the Temporal UI, `temporal workflow start`) with
+    no reservation, or with another amount than the one reserved, moves no money."""
     checkout = await fulfilled(amount=1000)
-    result = await (await refund(time_skipping_env, task_queue, checkout, 1001)).result()
-    assert result.status == RefundStatus.FAILED
-    assert "At most 1000" in result.failure_reason
-    assert (await order_row(sessions, checkout.order_id)).refunded_amount == 0
+    unreserved = RefundInput(
+        "rf_by_hand", checkout.order_id, "sandbox", 1000, checkout.currency, "by hand"
+    )
+    handle = await refund(time_skipping_env, task_queue, checkout, 100, sessions=sessions)
+    assert (await handle.result()).status == RefundStatus.SUCCEEDED
+    reserved = (await handle.describe()).id
+    tampered = replace(unreserved, refund_id=f"rf_{checkout.order_id}_1", amount=900)
+
+    for forged, workflow_id in [(unreserved, "refund-rf_by_hand"), (tampered, reserved + "x")]:
+        result = await time_skipping_env.client.execute_workflow(
+            RefundWorkflow.run, forged, id=workflow_id, task_queue=task_queue
+        )
+        assert result.status == RefundStatus.FAILED
+        assert "not reserved by Kassa" in result.failure_reason
+
+    at_gateway = [
+        r for r in sandbox.refunds.values() if r["merchant_order_id"] == checkout.order_id
+    ]
+    assert [r["amount"] for r in at_gateway] == [100]
+    assert (await order_row(sessions, checkout.order_id)).refunded_amount == 100
+    async with sessions() as session:
+        assert await session.get(Refund, "rf_by_hand") is None
 
 
 class TestCompensation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -32,6 +33,13 @@ async def decline(view, handle) -> None:
     await handle.signal(
         CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
     )
+
+
+async def approved_after_all(settings, view) -> None:
+    """The declined payment is captured after all (the buyer's bank approved it late)."""
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        captured = await http.post(f"/_emulator/payments/{view.payment.payment_id}/late-capture")
+        captured.raise_for_status()
 
 
 async def until_retry_is_offered(handle):
@@ -107,16 +115,16 @@ async def test_no_retry_before_a_decline(started):
     assert (await handle.query(CheckoutWorkflow.state)).payment == view.payment
 
 
-async def test_a_declined_payment_that_was_paid_after_all_is_kept(started, sandbox, sessions):
+async def test_a_declined_payment_that_was_paid_after_all_is_kept(
+    started, sandbox, sessions, settings
+):
     """The decline was not the last word: the buyer's payment went through. The close before
     the retry finds it captured, so the order is paid with it and no other payment opens."""
     checkout = new_checkout(max_payment_attempts=3)
     view, handle = await started(checkout)
-    await handle.signal(
-        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
-    )
+    await decline(view, handle)
     await until_retry_is_offered(handle)
-    await buyer_acts(view.payment.payment_url, "succeeded")  # its callback is lost
+    await approved_after_all(settings, view)  # its callback is lost
 
     answer = await handle.execute_update(CheckoutWorkflow.retry_payment, id="retry-after-1")
     result = await handle.result()
@@ -127,16 +135,17 @@ async def test_a_declined_payment_that_was_paid_after_all_is_kept(started, sandb
     assert (await order_row(sessions, checkout.order_id)).payment_attempts == 1
 
 
-async def test_paying_the_declined_page_while_a_retry_is_offered_keeps_it(started, sandbox):
-    """Some gateways let a declined payment be paid again on the same page: its capture
-    outranks the decline, and the order is paid with it (nothing refunded)."""
+async def test_a_declined_payment_approved_while_a_retry_is_offered_is_kept(
+    started, sandbox, settings
+):
+    """The declined payment is captured after all (a late approval, or a gateway that lets
+    the buyer pay again on the same page): its capture outranks the decline, and the order
+    is paid with it (nothing refunded)."""
     checkout = new_checkout(max_payment_attempts=3)
     view, handle = await started(checkout)
-    await handle.signal(
-        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
-    )
+    await decline(view, handle)
     await until_retry_is_offered(handle)
-    await buyer_acts(view.payment.payment_url, "succeeded")
+    await approved_after_all(settings, view)
     await handle.signal(
         CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.SUCCEEDED, n=2)
     )
@@ -147,17 +156,15 @@ async def test_paying_the_declined_page_while_a_retry_is_offered_keeps_it(starte
 
 
 async def test_the_declined_payment_is_closed_before_the_order_fails(
-    started, workflow_env, sandbox
+    started, workflow_env, sandbox, settings
 ):
     """No retry came, but the declined payment was captured after all and its callback was
     lost: the close at the end of the window finds it, and the order is paid."""
     checkout = new_checkout(max_payment_attempts=3)
     view, handle = await started(checkout)
-    await handle.signal(
-        CheckoutWorkflow.payment_event, gateway_event(view, PaymentOutcome.DECLINED)
-    )
+    await decline(view, handle)
     await until_retry_is_offered(handle)
-    await buyer_acts(view.payment.payment_url, "succeeded")  # no callback reaches the workflow
+    await approved_after_all(settings, view)  # no callback reaches the workflow
 
     await pass_the_payment_window(workflow_env)
 

@@ -59,10 +59,11 @@ def emulator_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
 
     @router.post("/payments/{payment_id}/late-capture")
     async def late_capture(payment_id: str):
-        """The buyer's money is captured although the payment was closed or had expired
-        (the buyer paid while the merchant's close was on its way)."""
+        """The buyer's money is captured although the payment was closed, had expired (the
+        buyer paid while the merchant's close was on its way) or was declined (the buyer's
+        bank approved it after all)."""
         payment = state.lookup(payment_id)
-        if payment["status"] not in ("closed", "expired"):
+        if payment["status"] not in ("closed", "expired", "declined"):
             return error(409, "payment_not_closed", status=payment["status"])
         payment["status"] = "succeeded"
         outbox.save_and_emit("payment.succeeded", payment, payment["notify_url"])
