@@ -21,10 +21,13 @@ from kassa.settings import Settings
 
 
 def webhook_payload(event: StorefrontEvent) -> dict:
+    """The order or the refund as the storefront sees it: reason codes and their short texts,
+    not support's details."""
+    view = (event.refund or event.order).for_storefront()
     return {
         "type": event.type,
         "timestamp": event.occurred_at.isoformat(),
-        "data": json.loads(json.dumps(asdict(event.refund or event.order), default=str)),
+        "data": json.loads(json.dumps(asdict(view), default=str)),
     }
 
 

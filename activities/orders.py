@@ -35,7 +35,12 @@ class OrderActivities:
         also once the order has moved on from there."""
         async with self._sessions.begin() as session:
             moved = await orders.move(
-                session, change.order_id, change.status, change.reason, change.payment_id
+                session,
+                change.order_id,
+                change.status,
+                change.code,
+                change.reason,
+                change.payment_id,
             )
             if moved:
                 return

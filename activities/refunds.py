@@ -52,6 +52,7 @@ class RefundActivities:
                 stray.amount,
                 stray.currency,
                 request.reason,
+                requested_by=request.requested_by,
             )
 
     @activity.defn
@@ -141,4 +142,4 @@ class RefundActivities:
     async def fail_refund(self, failure: RefundFailure) -> None:
         """Release the reservation; the order keeps its money and its status."""
         async with self._sessions.begin() as session:
-            await refunds.fail(session, failure.refund_id, failure.reason)
+            await refunds.fail(session, failure.refund_id, failure.code, failure.reason)

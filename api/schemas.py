@@ -19,8 +19,9 @@ from pydantic import (
 
 from kassa import money
 from kassa.contracts import CheckoutInput, CheckoutView, LineItem
+from kassa.reasons import ReasonCode
 from kassa.settings import Settings
-from kassa.statuses import OrderStatus, RefundStatus
+from kassa.statuses import Caller, OrderStatus, RefundStatus
 
 # Each pattern below is the whole rule, and the same for the server (pydantic) and for the
 # published schema (JSON Schema's ECMA-262 regexes): no `\s`, `\w` or lookarounds, whose
@@ -158,18 +159,20 @@ CAN_RETRY = (
     "The payment was declined and the buyer may try again: until the payment window closes, "
     "POST /v1/orders/{order_id}/retry opens another payment."
 )
-# How the checkout records such a decline in the order's reason (CheckoutWorkflow's
-# `_tell_declined`: "declined by the gateway (attempt 1 of 3); the buyer may try again"); the
-# next payment's opening clears the reason, the order's end replaces it.
-DECLINED_RETRY_NOTE = "; the buyer may try again"
+REASON_CODE = "Why the order stands where it does, if there is something to say: a stable code."
+REASON = "The reason code's short text, fixed per code."
+
+
+def text_of(code: ReasonCode | None) -> str | None:
+    return code.text if code else None
 
 
 def order_can_retry(order, now: datetime) -> bool:
-    """`can_retry` as the order row tells it, for GET /v1/orders/{order_id}: the checkout
-    wrote that the buyer may try again, and the payment window is still open."""
+    """`can_retry` as the order row tells it, for GET /v1/orders/{order_id}: declined, the
+    buyer may try again (the next payment's opening clears it, the order's end replaces
+    it), and the payment window is still open."""
     return (
-        order.status == OrderStatus.AWAITING_PAYMENT
-        and (order.status_reason or "").endswith(DECLINED_RETRY_NOTE)
+        order.reason_code == ReasonCode.DECLINED_MAY_RETRY
         and order.expires_at is not None
         and now < order.expires_at
     )
@@ -213,11 +216,13 @@ class CheckoutOut(BaseModel):
     amount: int
     currency: str
     payment: PaymentOut | None
-    reason: str | None = None
+    reason_code: ReasonCode | None = Field(None, description=REASON_CODE)
+    reason: str | None = Field(None, description=REASON)
     can_retry: bool = Field(False, description=CAN_RETRY)
 
     @classmethod
     def of(cls, view: CheckoutView) -> CheckoutOut:
+        view = view.for_storefront()
         payment = view.payment
         return cls(
             order_id=view.order_id,
@@ -226,6 +231,7 @@ class CheckoutOut(BaseModel):
             amount=view.amount,
             currency=view.currency,
             payment=PaymentOut.of(payment) if payment else None,
+            reason_code=view.reason_code,
             reason=view.reason,
             can_retry=view.can_retry,
         )
@@ -234,7 +240,8 @@ class CheckoutOut(BaseModel):
 class OrderOut(BaseModel):
     order_id: str
     status: OrderStatus
-    reason: str | None
+    reason_code: ReasonCode | None = Field(description=REASON_CODE)
+    reason: str | None = Field(description=REASON)
     amount: int
     currency: str
     customer_id: str
@@ -254,7 +261,8 @@ class OrderOut(BaseModel):
         return cls(
             order_id=order.order_id,
             status=order.status,
-            reason=order.status_reason,
+            reason_code=order.reason_code,
+            reason=text_of(order.reason_code),
             amount=order.amount,
             currency=order.currency,
             customer_id=order.customer_id,
@@ -285,8 +293,9 @@ class RefundOut(BaseModel):
     status: RefundStatus
     amount: int
     currency: str
-    reason: str
-    failure_reason: str | None
+    reason: str | None = Field(description="As given, for the storefront's own refunds.")
+    failure_code: ReasonCode | None = Field(description="Why it failed: a stable code.")
+    failure_reason: str | None = Field(description="The failure code's short text.")
     requested_by: str
     created_at: datetime
     completed_at: datetime | None
@@ -294,7 +303,49 @@ class RefundOut(BaseModel):
     @classmethod
     def of(cls, refund) -> RefundOut:
         """From the refund row."""
-        return cls.model_validate(refund, from_attributes=True)
+        return cls(
+            refund_id=refund.refund_id,
+            order_id=refund.order_id,
+            status=refund.status,
+            amount=refund.amount,
+            currency=refund.currency,
+            reason=refund.reason if refund.requested_by == Caller.STOREFRONT else None,
+            failure_code=refund.failure_code,
+            failure_reason=text_of(refund.failure_code),
+            requested_by=refund.requested_by,
+            created_at=refund.created_at,
+            completed_at=refund.completed_at,
+        )
+
+
+class SupportRefundOut(RefundOut):
+    """A refund as support sees it: its reason whoever asked, and why it failed in full."""
+
+    reason: str
+    failure_detail: str | None
+
+    @classmethod
+    def of(cls, refund) -> SupportRefundOut:
+        shown = RefundOut.of(refund).model_dump(exclude={"reason"})
+        return cls(**shown, reason=refund.reason, failure_detail=refund.failure_reason)
+
+
+class SupportOrderOut(OrderOut):
+    """An order as support sees it: with the details behind its reason code and its refunds'."""
+
+    reason_detail: str | None = Field(
+        description="What happened in full: thresholds, notes, the gateway's own errors."
+    )
+    refunds: list[SupportRefundOut] = []
+
+    @classmethod
+    def of(cls, order, refunds=()) -> SupportOrderOut:
+        shown = OrderOut.of(order).model_dump(exclude={"refunds"})
+        return cls(
+            **shown,
+            reason_detail=order.status_reason,
+            refunds=[SupportRefundOut.of(refund) for refund in refunds],
+        )
 
 
 class LedgerEntryOut(BaseModel):

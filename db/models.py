@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kassa.reasons import ReasonCode
 from kassa.statuses import Caller, OrderStatus, PaymentOutcome, RefundStatus, StrayKind
 
 
@@ -55,6 +56,8 @@ class Order(Base):
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(128), index=True)
     status: Mapped[OrderStatus] = mapped_column(_status(OrderStatus))
+    # Why: the code the storefront is told, and the detail, support's.
+    reason_code: Mapped[ReasonCode | None] = mapped_column(_status(ReasonCode))
     status_reason: Mapped[str | None] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units
     currency: Mapped[str] = mapped_column(String(3))
@@ -161,6 +164,8 @@ class Refund(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[RefundStatus] = mapped_column(_status(RefundStatus))
     reason: Mapped[str] = mapped_column(Text)
+    # Why it failed: the code the storefront is told, and the detail, support's.
+    failure_code: Mapped[ReasonCode | None] = mapped_column(_status(ReasonCode))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[Caller] = mapped_column(_status(Caller))
     created_at: Mapped[datetime] = _now_column()

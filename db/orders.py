@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import GatewayPayment, Order, PaymentEventRecord
 from kassa.contracts import CheckoutInput, CheckoutView, PaymentEvent, PaymentSession
 from kassa.ids import checkout_workflow_id
+from kassa.reasons import ReasonCode
 from kassa.statuses import OrderStatus
 
 ENDED = [status for status in OrderStatus if status.is_final]
@@ -58,15 +59,20 @@ async def move(
     session: AsyncSession,
     order_id: str,
     status: OrderStatus,
+    code: ReasonCode | None,
     reason: str | None,
     payment_id: str | None = None,
 ) -> Order | None:
     """Move the order to `status` if the lifecycle allows it (the same status again is a
-    no-op move, which may add the reason); None if it does not. `payment_id`, when paid:
-    the gateway's id of the capture the order keeps (refunds and the stray judge use it)."""
-    values: dict = {"status": status, "updated_at": func.now()}
-    if reason is not None:
-        values["status_reason"] = reason
+    no-op move, which may add the reason); None if it does not. `code` and `reason` (its
+    detail) become the order's. `payment_id`, when paid: the gateway's id of the capture
+    the order keeps (refunds and the stray judge use it)."""
+    values: dict = {
+        "status": status,
+        "reason_code": code,
+        "status_reason": reason,
+        "updated_at": func.now(),
+    }
     if payment_id is not None:
         values["gateway_payment_id"] = payment_id
     if status == OrderStatus.PAID:
@@ -96,6 +102,7 @@ async def record_payment_opened(
         .where(Order.payment_attempts <= opened.attempt)
         .values(
             status=OrderStatus.AWAITING_PAYMENT,
+            reason_code=None,
             status_reason=None,
             gateway_payment_id=opened.payment_id,
             payment_url=opened.payment_url,
@@ -169,4 +176,5 @@ def as_view(order: Order) -> CheckoutView:
         gateway=order.gateway,
         payment=payment,
         reason=order.status_reason,
+        reason_code=order.reason_code,
     )

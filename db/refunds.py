@@ -18,6 +18,7 @@ from db.models import Order, Refund, StrayCapture
 from kassa import ledger
 from kassa.contracts import RefundInput, RefundView
 from kassa.errors import OrderNotFound, RefundNotReserved
+from kassa.reasons import ReasonCode
 from kassa.refund_cap import refund_amount
 from kassa.statuses import Caller, OrderStatus, RefundStatus
 
@@ -115,13 +116,18 @@ async def complete(session: AsyncSession, refund_id: str) -> tuple[Refund, Order
     return refund, order
 
 
-async def fail(session: AsyncSession, refund_id: str, reason: str) -> None:
+async def fail(session: AsyncSession, refund_id: str, code: ReasonCode, reason: str) -> None:
     """Release the reservation (or a stray capture's refund: support takes over)."""
     await session.execute(
         update(Refund)
         .where(Refund.refund_id == refund_id)
         .where(Refund.status == RefundStatus.PENDING)
-        .values(status=RefundStatus.FAILED, failure_reason=reason, updated_at=func.now())
+        .values(
+            status=RefundStatus.FAILED,
+            failure_code=code,
+            failure_reason=reason,
+            updated_at=func.now(),
+        )
     )
     await session.execute(
         update(StrayCapture)
@@ -243,6 +249,8 @@ def as_view(refund: Refund) -> RefundView:
         refund.currency,
         refund.reason,
         refund.failure_reason,
+        refund.failure_code,
+        refund.requested_by,
     )
 
 

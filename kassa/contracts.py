@@ -8,10 +8,11 @@ fields with defaults can be added later without breaking running workflows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kassa.ids import compensation_refund_id, stray_refund_id
+from kassa.reasons import ReasonCode
 from kassa.statuses import Caller, OrderStatus, PaymentOutcome, RefundStatus, StrayKind
 
 # Workflow type names: the client side (orchestration/client.py) starts workflows by name, so
@@ -66,7 +67,8 @@ class PaymentSession:
 
 @dataclass(frozen=True)
 class CheckoutView:
-    """The checkout as the storefront sees it; returned by the workflow's updates and query."""
+    """The checkout; returned by the workflow's updates and query. `reason` is the detail,
+    support's; the storefront is told `reason_code` and its text (`for_storefront`)."""
 
     order_id: str
     workflow_id: str
@@ -78,6 +80,10 @@ class CheckoutView:
     payment: PaymentSession | None = None
     reason: str | None = None
     can_retry: bool = False  # the payment was declined; the buyer may try again
+    reason_code: ReasonCode | None = None
+
+    def for_storefront(self) -> CheckoutView:
+        return replace(self, reason=self.reason_code.text if self.reason_code else None)
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,12 @@ class CancelRequest:
     reason: str = "cancelled by request"
     requested_by: str = "storefront"  # from the API with the holder: "storefront:shop-web"
 
+    @property
+    def code(self) -> ReasonCode:
+        if self.requested_by.split(":")[0] == Caller.SUPPORT:
+            return ReasonCode.CANCELLED_BY_SUPPORT
+        return ReasonCode.CANCELLED_BY_STOREFRONT
+
 
 # ---- activity inputs and results -------------------------------------------------------------
 
@@ -161,6 +173,7 @@ class OrderRef:
 class StatusChange:
     order_id: str
     status: OrderStatus
+    code: ReasonCode | None = None  # why, with its detail `reason`; both become the order's
     reason: str | None = None
     payment_id: str | None = None  # with PAID: the capture the order keeps
 
@@ -242,13 +255,26 @@ class RefundInput:
 
 @dataclass(frozen=True)
 class RefundView:
+    """A refund; `failure_reason` is the detail, support's, and `reason` whatever its
+    requester wrote. The storefront is told `failure_code` and its text, and the reason of
+    its own refunds only (`for_storefront`)."""
+
     refund_id: str
     order_id: str
     status: RefundStatus
     amount: int
     currency: str
-    reason: str
+    reason: str | None
     failure_reason: str | None = None
+    failure_code: ReasonCode | None = None
+    requested_by: Caller = Caller.STOREFRONT
+
+    def for_storefront(self) -> RefundView:
+        return replace(
+            self,
+            reason=self.reason if self.requested_by == Caller.STOREFRONT else None,
+            failure_reason=self.failure_code.text if self.failure_code else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -264,4 +290,5 @@ class RefundEvent:
 @dataclass(frozen=True)
 class RefundFailure:
     refund_id: str
+    code: ReasonCode
     reason: str

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from kassa.ids import checkout_workflow_id
     from kassa.money import format_amount
+    from kassa.reasons import ReasonCode
     from kassa.statuses import OrderStatus, StrayKind
 
 CONFIRM_WITHIN = timedelta(minutes=1)  # unanswered: the status checks and the close remain
@@ -55,9 +56,9 @@ class CheckoutWorkflow:
     def __init__(self, checkout: CheckoutInput) -> None:
         self._checkout = checkout
         self._status = OrderStatus.CREATED
-        self._reason: str | None = None
+        self._code: ReasonCode | None = None  # what the storefront is told, and
+        self._reason: str | None = None  # the detail, support's
         self._payment = Payment(checkout.amount, checkout.currency, checkout.max_payment_attempts)
-        self._accepted: str | None = None  # support kept a held payment: why
         self._webhooks: list[asyncio.Task] = []  # held, or asyncio may collect them mid-flight
 
     @workflow.run
@@ -66,14 +67,14 @@ class CheckoutWorkflow:
         await db_step(OrderActivities.create_order, checkout, "create the order")
         risk = await db_step(RiskActivities.check_risk, checkout, "risk check")
         if not risk.approved:
-            return await self._finish(OrderStatus.REJECTED, risk.reason)
+            return await self._finish(OrderStatus.REJECTED, ReasonCode.RISK_REJECTED, risk.reason)
         if cancel := self._payment.cancel:  # while the order was being created
-            return await self._finish(OrderStatus.CANCELLED, cancel.reason)
+            return await self._finish(OrderStatus.CANCELLED, cancel.code, cancel.reason)
 
         expires_at = workflow.now() + timedelta(seconds=checkout.expires_in_seconds)
         collection = Collection(checkout, self._payment, expires_at)
         if failure := await collection.open():
-            return await self._finish(OrderStatus.FAILED, failure)
+            return await self._finish(OrderStatus.FAILED, ReasonCode.PAYMENT_FAILED, failure)
         self._set_status(OrderStatus.AWAITING_PAYMENT)
         workflow.set_current_details(
             f"Waiting for the buyer to pay {self._amount()} at {checkout.gateway} since "
@@ -81,24 +82,30 @@ class CheckoutWorkflow:
             f"{expires_at:%Y-%m-%d %H:%M:%S} UTC"
         )
         if failure := await collection.until_decided(self._tell_declined):
-            return await self._finish(OrderStatus.FAILED, failure)
+            return await self._finish(OrderStatus.FAILED, ReasonCode.PAYMENT_FAILED, failure)
 
         match self._payment.verdict:
             case Verdict.CLOSED:
                 cancel = self._payment.cancel
                 if cancel is not None:
-                    return await self._finish(OrderStatus.CANCELLED, cancel.reason)
-                return await self._finish(OrderStatus.EXPIRED, "payment window closed")
+                    return await self._finish(OrderStatus.CANCELLED, cancel.code, cancel.reason)
+                return await self._finish(
+                    OrderStatus.EXPIRED, ReasonCode.EXPIRED, "payment window closed"
+                )
             case Verdict.DECLINED:
-                return await self._finish(OrderStatus.FAILED, "declined by the gateway")
+                return await self._finish(
+                    OrderStatus.FAILED, ReasonCode.DECLINED, "declined by the gateway"
+                )
             case Verdict.HELD:
                 if (ended := await self._hold_for_support()) is not None:
                     return ended
             case Verdict.UNDECIDED:  # the close decides: cannot happen, so fail loudly
                 raise RuntimeError(f"payment of {checkout.order_id} undecided after its close")
 
-        kept = self._payment.kept
-        paid = StatusChange(checkout.order_id, OrderStatus.PAID, self._accepted, kept)
+        # With a reason only if support accepted a held payment.
+        paid = StatusChange(
+            checkout.order_id, OrderStatus.PAID, self._code, self._reason, self._payment.kept
+        )
         await db_step(OrderActivities.set_status, paid, "order paid")
         self._set_status(OrderStatus.PAID)
         return await self._fulfil()
@@ -109,7 +116,9 @@ class CheckoutWorkflow:
         """Declined, and the buyer may try again: the order row and the storefront say so."""
         checkout, payment = self._checkout, self._payment
         note = f"{payment.decline_note}; the buyer may try again"
-        declined = StatusChange(checkout.order_id, OrderStatus.AWAITING_PAYMENT, note)
+        declined = StatusChange(
+            checkout.order_id, OrderStatus.AWAITING_PAYMENT, ReasonCode.DECLINED_MAY_RETRY, note
+        )
         await db_step(OrderActivities.set_status, declined, "record the decline")
         # In the background: a storefront that is down must not hold up the buyer's retry.
         event = StorefrontEvent(
@@ -142,7 +151,9 @@ class CheckoutWorkflow:
             reason = f"fulfilment failed: {failure_message(err)}"
             undone = await saga.compensate(reason)
             return await self._finish(
-                OrderStatus.REFUNDED, f"{reason}; compensated: {', '.join(undone)}"
+                OrderStatus.REFUNDED,
+                ReasonCode.FULFILMENT_FAILED_REFUNDED,
+                f"{reason}; compensated: {', '.join(undone)}",
             )
         return await self._finish(OrderStatus.FULFILLED)
 
@@ -155,9 +166,11 @@ class CheckoutWorkflow:
             f"paid {held.amount} {held.currency} (minor units) instead of "
             f"{checkout.amount} {checkout.currency}"
         )
-        hold = StatusChange(checkout.order_id, OrderStatus.ON_HOLD, reason)
+        hold = StatusChange(
+            checkout.order_id, OrderStatus.ON_HOLD, ReasonCode.AMOUNT_MISMATCH, reason
+        )
         await db_step(OrderActivities.set_status, hold, "hold for support")
-        self._reason = reason
+        self._code, self._reason = ReasonCode.AMOUNT_MISMATCH, reason
         self._set_status(OrderStatus.ON_HOLD)
         details(
             f"Held for support: {reason}; refund (or accept, if more than the amount) with "
@@ -169,7 +182,9 @@ class CheckoutWorkflow:
             refund = RefundInput.for_stray(held, checkout.gateway, StrayKind.AMOUNT_MISMATCH)
             await refund_and_wait(refund, errors.HeldRefundFailed)
             return await self._finish(
-                OrderStatus.FAILED, f"{reason}; refunded on support's decision: {review.note}"
+                OrderStatus.FAILED,
+                ReasonCode.REFUNDED_ON_REVIEW,
+                f"{reason}; refunded on support's decision: {review.note}",
             )
         excess = replace(held, amount=held.amount - checkout.amount)
         refund = RefundInput.for_stray(excess, checkout.gateway, StrayKind.OVERPAYMENT)
@@ -180,15 +195,21 @@ class CheckoutWorkflow:
             # The order is kept all the same; the failed refund (RefundStatus = 'failed',
             # stray_captures) is support's, and the books hold the excess as unallocated.
             outcome = err.message
-        self._accepted = f"{reason}; accepted on support's decision, {outcome}: {review.note}"
+        self._code = ReasonCode.ACCEPTED_ON_REVIEW
+        self._reason = f"{reason}; accepted on support's decision, {outcome}: {review.note}"
         payment.accept_held()
         return None
 
-    async def _finish(self, status: OrderStatus, reason: str | None = None) -> CheckoutView:
+    async def _finish(
+        self, status: OrderStatus, code: ReasonCode | None = None, reason: str | None = None
+    ) -> CheckoutView:
+        """End the checkout: the order row, then the storefront. With no `code`, the reason
+        stands (fulfilled after support accepted a held payment) or there is none."""
         order_id = self._checkout.order_id
-        change = StatusChange(order_id, status, reason)
+        if code is not None:
+            self._code, self._reason = code, reason
+        change = StatusChange(order_id, status, self._code, self._reason)
         await db_step(OrderActivities.set_status, change, f"order {status}")
-        self._reason = reason
         self._set_status(status)
         details(f"Telling the storefront: order {status}")
         await notify_storefront(
@@ -196,6 +217,7 @@ class CheckoutWorkflow:
                 f"evt_{order_id}_{status}", f"order.{status}", self._view(), workflow.now()
             )
         )
+        reason = self._reason
         workflow.set_current_details(f"Done: {status}" + (f" ({reason})" if reason else ""))
         await workflow.wait_condition(workflow.all_handlers_finished)
         kind = StrayKind.DOUBLE_PAYMENT if status.is_paid else StrayKind.LATE_PAYMENT
@@ -297,7 +319,7 @@ class CheckoutWorkflow:
         workflow.upsert_search_attributes([search.PAYMENT_STATUS.value_set(str(status))])
 
     def _view(self) -> CheckoutView:
-        c = self._checkout
+        c, declined = self._checkout, self._payment.decline_note
         return CheckoutView(
             order_id=c.order_id,
             workflow_id=checkout_workflow_id(c.order_id),
@@ -307,6 +329,7 @@ class CheckoutWorkflow:
             customer_id=c.customer_id,
             gateway=c.gateway,
             payment=self._payment.session,
-            reason=self._reason or self._payment.decline_note,
+            reason=self._reason or declined,
             can_retry=self._payment.can_retry,
+            reason_code=self._code or (ReasonCode.DECLINED_MAY_RETRY if declined else None),
         )

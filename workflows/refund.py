@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from kassa.ids import refund_workflow_id
     from kassa.money import format_amount
+    from kassa.reasons import ReasonCode
     from kassa.statuses import RefundStatus, StrayKind
 
 FIRST_CHECK = timedelta(seconds=10)
@@ -56,7 +57,8 @@ class RefundWorkflow:
     def __init__(self, refund: RefundInput) -> None:
         self._refund = refund
         self._status = RefundStatus.PENDING
-        self._failure: str | None = None
+        self._failure_code: ReasonCode | None = None  # what the storefront is told, and
+        self._failure: str | None = None  # the detail, support's
         self._settled: RefundStatus | None = None  # the gateway's word, asked (maybe on a callback)
         self._asked = False  # the gateway was asked for the refund
         self._confirming = False
@@ -76,10 +78,13 @@ class RefundWorkflow:
                 RefundActivities.check_reservation, refund, "check the reservation"
             )
         except FailureError as err:  # a local activity's failure is not wrapped in ActivityError
-            return await self._fail(f"refused: {failure_message(err)}", reserved=False)
+            return await self._fail(
+                ReasonCode.REFUND_REFUSED, f"refused: {failure_message(err)}", reserved=False
+            )
         if reserved.status != RefundStatus.PENDING:
             # This refund id was settled before (a reset, a repeated start): never ask again.
             self._status, self._failure = reserved.status, reserved.failure_reason
+            self._failure_code = reserved.failure_code
             return self._view()
 
         shown = format_amount(refund.amount, refund.currency)
@@ -93,7 +98,10 @@ class RefundWorkflow:
                 summary=f"refund {shown} at the gateway",
             )
         except ActivityError as err:
-            return await self._fail(f"the gateway refused the refund: {failure_message(err)}")
+            return await self._fail(
+                ReasonCode.REFUND_FAILED,
+                f"the gateway refused the refund: {failure_message(err)}",
+            )
         if status != RefundStatus.PENDING:
             self._settled = status
         self._asked = True
@@ -122,7 +130,9 @@ class RefundWorkflow:
             summary="the gateway's word on the refund",
         )
         if self._settled == RefundStatus.FAILED:
-            return await self._fail("the gateway could not pay the refund out")
+            return await self._fail(
+                ReasonCode.REFUND_FAILED, "the gateway could not pay the refund out"
+            )
         await db_step(RefundActivities.complete_refund, refund, "record the refund")
         self._set_status(RefundStatus.SUCCEEDED)
         workflow.set_current_details(f"Refunded {shown}")
@@ -159,11 +169,11 @@ class RefundWorkflow:
     def state(self) -> RefundView:
         return self._view()
 
-    async def _fail(self, reason: str, reserved: bool = True) -> RefundView:
+    async def _fail(self, code: ReasonCode, reason: str, reserved: bool = True) -> RefundView:
         if reserved:
-            failure = RefundFailure(self._refund.refund_id, reason)
+            failure = RefundFailure(self._refund.refund_id, code, reason)
             await db_step(RefundActivities.fail_refund, failure, "release the reservation")
-        self._failure = reason
+        self._failure_code, self._failure = code, reason
         self._set_status(RefundStatus.FAILED)
         workflow.set_current_details(f"Refund failed: {reason}. Support decides what next.")
         await self._notify()
@@ -188,7 +198,15 @@ class RefundWorkflow:
     def _view(self) -> RefundView:
         r = self._refund
         return RefundView(
-            r.refund_id, r.order_id, self._status, r.amount, r.currency, r.reason, self._failure
+            r.refund_id,
+            r.order_id,
+            self._status,
+            r.amount,
+            r.currency,
+            r.reason,
+            self._failure,
+            self._failure_code,
+            r.requested_by,
         )
 
 

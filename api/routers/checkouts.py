@@ -57,7 +57,8 @@ async def create_checkout(
     gateways: GatewaysDep,
 ) -> CheckoutOut:
     """Start a purchase: the order, the risk check, and the gateway's payment page, in one
-    call. A rejected order (risk) is a 201 too, with `status` `rejected` and the reason."""
+    call. A rejected order (risk) is a 201 too, with `status` `rejected` and `reason_code`
+    `risk_rejected`; a payment that could not be opened, `failed` and `payment_failed`."""
     expires_in = _check_bounds(body, settings, gateways)
     # The database first: once Temporal's retention has passed, it alone remembers an order
     # id, and starting would make a second checkout under it.

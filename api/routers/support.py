@@ -1,6 +1,6 @@
-"""Support's actions on an order (the support key only): read its ledger, decide on a held
-payment. Refunds outside the storefront's window go through the refunds route with the
-support key."""
+"""Support's actions on an order (the support key only): read it with the details behind
+its reason codes, read its ledger, decide on a held payment. Refunds outside the
+storefront's window go through the refunds route with the support key."""
 
 from __future__ import annotations
 
@@ -16,13 +16,28 @@ from api.deps import (
     find_order,
 )
 from api.problems import responses
-from api.schemas import LedgerTransactionOut, OrderOut, ReviewIn
-from db import ledger
+from api.schemas import LedgerTransactionOut, ReviewIn, SupportOrderOut
+from db import ledger, refunds
 from kassa import errors
 from kassa.contracts import ReviewDecision
 from orchestration.client import ask_checkout
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
+
+
+@router.get(
+    "/{order_id}/details",
+    response_model=SupportOrderOut,
+    operation_id="get_order_details",
+    responses=responses(errors.SupportOnly, errors.OrderNotFound),
+)
+async def get_order_details(
+    order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
+) -> SupportOrderOut:
+    """The order as the storefront sees it, with what happened in full: `reason_detail`
+    (risk thresholds, notes, the gateway's own errors) and each refund's reason and
+    `failure_detail`."""
+    return await _details(sessions, order_id)
 
 
 @router.get(
@@ -42,7 +57,7 @@ async def get_order_ledger(
 
 @router.post(
     "/{order_id}/review",
-    response_model=OrderOut,
+    response_model=SupportOrderOut,
     operation_id="review_held_payment",
     responses=responses(
         errors.SupportOnly,
@@ -61,7 +76,7 @@ async def review_held_payment(
     sessions: SessionsDep,
     temporal: TemporalDep,
     settings: SettingsDep,
-) -> OrderOut:
+) -> SupportOrderOut:
     """Decide on a payment held because it did not match its order (another amount or
     currency). `refund` (the default): the money goes back by its own refund and the order
     ends `failed`. `accept`, for more than the order's amount in its currency: the excess
@@ -80,4 +95,10 @@ async def review_held_payment(
     )
     if view is None:
         raise errors.NotOnHold("No checkout is waiting for a decision on this order")
-    return OrderOut.of(await find_order(sessions, order_id))
+    return await _details(sessions, order_id)
+
+
+async def _details(sessions, order_id: str) -> SupportOrderOut:
+    order = await find_order(sessions, order_id)
+    async with sessions() as session:
+        return SupportOrderOut.of(order, await refunds.of_order(session, order_id))

@@ -9,6 +9,7 @@ import pytest
 from api.app import create_app
 from gateways.emulators.alipay.keys import ensure_keys
 from kassa.money import currency_exponent
+from kassa.reasons import ReasonCode
 from kassa.settings import Settings
 
 
@@ -120,3 +121,18 @@ def test_what_each_route_can_answer_for_its_shape(openapi):
 
 def test_get_order_documents_can_retry(openapi):
     assert "can_retry" in openapi["components"]["schemas"]["OrderOut"]["properties"]
+
+
+def test_reason_codes_are_published_as_one_enum(openapi):
+    schemas = openapi["components"]["schemas"]
+    assert schemas["ReasonCode"]["enum"] == [code.value for code in ReasonCode]
+    code = {"anyOf": [{"$ref": "#/components/schemas/ReasonCode"}, {"type": "null"}]}
+    for model, field in [
+        ("CheckoutOut", "reason_code"),
+        ("OrderOut", "reason_code"),
+        ("RefundOut", "failure_code"),
+    ]:
+        assert {k: v for k, v in schemas[model]["properties"][field].items() if k in code} == code
+    # The details are on support's route alone.
+    assert "reason_detail" not in schemas["OrderOut"]["properties"]
+    assert "reason_detail" in schemas["SupportOrderOut"]["properties"]

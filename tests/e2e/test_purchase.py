@@ -156,7 +156,7 @@ async def test_cancel_closes_the_payment_and_refuses_a_paid_order(stack, sandbox
         )
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"
-        assert cancelled.json()["reason"] == "changed my mind"
+        assert cancelled.json()["reason_code"] == "cancelled_by_storefront"
         payment = sandbox.payments[sandbox.by_order[unpaid["order_id"]]]
         assert payment["status"] == "closed"
 
@@ -175,7 +175,7 @@ async def declined(api: httpx.AsyncClient, checkout: dict) -> dict:
 
     async def offered():
         order = (await api.get(f"/v1/orders/{checkout['order_id']}")).json()
-        return order if "may try again" in (order["reason"] or "") else None
+        return order if order["reason_code"] == "declined_may_retry" else None
 
     return await eventually(offered)
 
@@ -239,7 +239,7 @@ async def test_a_decline_nobody_retries_fails_when_the_window_closes(stack):
         await declined(api, checkout)
         order = await wait_for_status(api, checkout["order_id"], "failed")
         late = await api.post(f"/v1/orders/{checkout['order_id']}/retry")
-    assert order["reason"] == "declined by the gateway" and not order["can_retry"]
+    assert order["reason_code"] == "declined" and not order["can_retry"]
     assert late.status_code == 409
 
 

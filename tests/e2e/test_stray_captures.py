@@ -91,12 +91,15 @@ async def test_a_payment_of_another_amount_is_held_until_support_refunds_it(
             f"/v1/orders/{order_id}/review", json={"note": "buyer paid 1.00; refund and ask again"}
         )
 
-    assert "paid 100 CNY" in held["reason"] and held["refunded_amount"] == 0
+    assert held["reason_code"] == "amount_mismatch" and held["refunded_amount"] == 0
+    assert "100" not in held["reason"]  # the storefront is told no amounts
     assert refused.status_code == 403  # the storefront cannot decide
     assert cancel.status_code == 409
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "failed"
-    assert "refunded on support's decision" in decided.json()["reason"]
+    assert decided.json()["reason_code"] == "refunded_on_review"
+    assert "paid 100 CNY" in decided.json()["reason_detail"]  # support is told it all
+    assert "refunded on support's decision" in decided.json()["reason_detail"]
     payment_id = sandbox.by_order[order_id]
     assert sandbox.payments[payment_id]["refunded_amount"] == 100
     stray = await stray_of(sessions, payment_id)
@@ -188,7 +191,8 @@ async def test_support_accepts_an_overpayment_and_the_excess_goes_back(
     assert decided.status_code == 200, decided.text
     order = decided.json()
     assert (order["status"], order["amount"], order["refunded_amount"]) == ("fulfilled", 29700, 0)
-    assert "accepted on support's decision, 300 refunded" in order["reason"]
+    assert order["reason_code"] == "accepted_on_review"
+    assert "accepted on support's decision, 300 refunded" in order["reason_detail"]
     assert (excess.kind, excess.amount, excess.status) == ("overpayment", 300, "succeeded")
     assert (
         sandbox.payments[payment_id]["amount"],

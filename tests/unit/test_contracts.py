@@ -1,7 +1,11 @@
+from dataclasses import replace
+
 import pytest
 
 from api.problems import field_path
-from kassa.statuses import OrderStatus
+from kassa.contracts import CancelRequest, CheckoutView, RefundView
+from kassa.reasons import ReasonCode
+from kassa.statuses import Caller, OrderStatus, RefundStatus
 from tests.support import new_checkout
 
 
@@ -37,3 +41,31 @@ def test_sandbox_references_name_their_order_and_attempt():
     for order_id in ("ord_1", "a.b:c-d", "x" * 64):
         for attempt in (1, 2, 10):
             assert order_of_sandbox_reference(sandbox_reference(order_id, attempt)) == order_id
+
+
+def test_every_reason_code_has_a_short_text_with_no_figures():
+    for code in ReasonCode:
+        assert code.text.endswith(".") and len(code.text) <= 100, code
+        assert not any(c.isdigit() for c in code.text), code
+
+
+def test_the_storefront_is_told_codes_and_its_own_reasons_only():
+    view = CheckoutView("o", "w", OrderStatus.CANCELLED, 100, "CNY", "c", "sandbox")
+    noted = replace(view, reason="fraud ring", reason_code=ReasonCode.CANCELLED_BY_SUPPORT)
+    assert noted.for_storefront().reason == ReasonCode.CANCELLED_BY_SUPPORT.text
+    assert view.for_storefront().reason is None
+    refund = RefundView("r", "o", RefundStatus.FAILED, 100, "CNY", "wrong size")
+    failed = replace(
+        refund, failure_reason="HTTP 500: {...}", failure_code=ReasonCode.REFUND_FAILED
+    )
+    assert (failed.for_storefront().reason, failed.for_storefront().failure_reason) == (
+        "wrong size",
+        ReasonCode.REFUND_FAILED.text,
+    )
+    assert replace(refund, requested_by=Caller.SUPPORT).for_storefront().reason is None
+
+
+def test_a_cancel_says_who_asked():
+    assert CancelRequest().code == ReasonCode.CANCELLED_BY_STOREFRONT
+    assert CancelRequest("x", "storefront:shop").code == ReasonCode.CANCELLED_BY_STOREFRONT
+    assert CancelRequest("x", "support:alice").code == ReasonCode.CANCELLED_BY_SUPPORT

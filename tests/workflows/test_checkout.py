@@ -78,7 +78,11 @@ async def test_cancel_closes_the_gateway_payment(started, sessions, sandbox):
     assert ended.status == OrderStatus.CANCELLED
     assert (await handle.result()).status == OrderStatus.CANCELLED
     order = await order_row(sessions, checkout.order_id)
-    assert (order.status, order.status_reason) == ("cancelled", "buyer left")
+    assert (order.status, order.reason_code, order.status_reason) == (
+        "cancelled",
+        "cancelled_by_storefront",
+        "buyer left",
+    )
     assert gateway_payment(sandbox, checkout.order_id)["status"] == "closed"
     await record_history(handle, "checkout-cancelled")
 
@@ -106,7 +110,7 @@ async def test_order_over_the_amount_limit_is_rejected_before_the_gateway(
 
     assert view.status == OrderStatus.REJECTED
     assert view.payment is None
-    assert "over the limit" in view.reason
+    assert view.reason_code == "risk_rejected" and "over the limit" in view.reason
     assert (await order_row(sessions, checkout.order_id)).status == "rejected"
     assert gateway_payment(sandbox, checkout.order_id) is None  # the gateway saw nothing
     await handle.result()

@@ -17,6 +17,7 @@ from db.models import Refund
 from kassa import search
 from kassa.contracts import CheckoutInput, RefundEvent, RefundInput
 from kassa.ids import compensation_refund_id, refund_workflow_id
+from kassa.reasons import ReasonCode
 from kassa.statuses import Caller, OrderStatus, RefundStatus
 from tests.support import ledger_of, new_checkout, record_history
 from tests.workflows.conftest import entitlements, gateway_payment, order_row, pay
@@ -221,7 +222,7 @@ async def test_transient_gateway_failures_are_retried_with_one_refund(
 
 
 async def test_refund_the_gateway_fails_releases_the_reservation(
-    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, settings
+    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, settings, storefront
 ):
     await gateway_behaviour(refunds_settle="later")
     checkout = await fulfilled()
@@ -239,8 +240,22 @@ async def test_refund_the_gateway_fails_releases_the_reservation(
 
     assert result.status == RefundStatus.FAILED
     assert "could not pay the refund out" in result.failure_reason
+    assert result.failure_code == ReasonCode.REFUND_FAILED
     async with sessions() as session:
-        assert (await session.get(Refund, refund_id)).status == "failed"
+        row = await session.get(Refund, refund_id)
+    assert (row.status, row.failure_code, row.failure_reason) == (
+        "failed",
+        "refund_failed",
+        result.failure_reason,
+    )
+    # The storefront is told the code and its text, and the reason it gave itself.
+    [webhook] = [w for w in storefront.for_order(checkout.order_id) if w["id"].startswith("evt_rf")]
+    told = webhook["payload"]["data"]
+    assert (told["failure_code"], told["failure_reason"], told["reason"]) == (
+        "refund_failed",
+        ReasonCode.REFUND_FAILED.text,
+        "changed my mind",
+    )
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.refunded_amount) == ("fulfilled", 0)
     assert len(await ledger_of(sessions, checkout.order_id)) == 2  # the capture alone
@@ -269,6 +284,7 @@ async def test_a_refund_started_outside_kassa_is_refused(
         )
         assert result.status == RefundStatus.FAILED
         assert "not reserved by Kassa" in result.failure_reason
+        assert result.failure_code == ReasonCode.REFUND_REFUSED
 
     at_gateway = [
         r for r in sandbox.refunds.values() if r["merchant_order_id"] == checkout.order_id
@@ -313,15 +329,20 @@ class TestCompensation:
         order = await order_row(sessions, checkout.order_id)
         assert (order.status, order.refunded_amount) == ("refunded", 4500)
         assert "fulfilment failed" in order.status_reason
+        assert order.reason_code == ReasonCode.FULFILMENT_FAILED_REFUNDED
         assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 4500
         async with sessions() as session:
             refund_row = await session.get(Refund, compensation_refund_id(checkout.order_id))
         assert (refund_row.status, refund_row.requested_by) == ("succeeded", "system")
         assert await entitlements(sessions, checkout.order_id, active_only=True) == []
-        assert [w["payload"]["type"] for w in storefront.for_order(checkout.order_id)] == [
-            "refund.succeeded",
-            "order.refunded",
-        ]
+        webhooks = storefront.for_order(checkout.order_id)
+        assert [w["payload"]["type"] for w in webhooks] == ["refund.succeeded", "order.refunded"]
+        # The storefront is told the code and its text, never what failed inside.
+        refund_told, order_told = (w["payload"]["data"] for w in webhooks)
+        assert refund_told["reason"] is None  # Kassa's own refund: its reason is support's
+        assert order_told["reason_code"] == ReasonCode.FULFILMENT_FAILED_REFUNDED
+        assert order_told["reason"] == ReasonCode.FULFILMENT_FAILED_REFUNDED.text
+        assert "catalogue" not in str(webhooks)
         await record_history(handle, "checkout-compensated")
 
 

@@ -55,7 +55,9 @@ async def test_the_buyer_pays_on_the_second_attempt(started, sandbox, sessions):
     declined = await until_retry_is_offered(handle)
     assert declined.status == OrderStatus.AWAITING_PAYMENT
     assert "declined by the gateway (attempt 1 of 3)" in declined.reason
-    assert "may try again" in (await order_row(sessions, checkout.order_id)).status_reason
+    row = await order_row(sessions, checkout.order_id)
+    assert (row.reason_code, declined.reason_code) == ("declined_may_retry",) * 2
+    assert "may try again" in row.status_reason
 
     first_click, second_click = await asyncio.gather(
         handle.execute_update(CheckoutWorkflow.retry_payment, id="click-1"),
@@ -75,6 +77,7 @@ async def test_the_buyer_pays_on_the_second_attempt(started, sandbox, sessions):
     assert gateway_payment(sandbox, sandbox_reference(checkout.order_id, 3)) is None
     order = await order_row(sessions, checkout.order_id)
     assert (order.payment_attempts, order.gateway_payment_id) == (2, two["id"])
+    assert (order.reason_code, order.status_reason) == (None, None)
     await record_history(handle, "checkout-paid-on-a-retry")
 
 
@@ -89,7 +92,11 @@ async def test_a_decline_nobody_retries_fails_when_the_window_closes(
     await pass_the_payment_window(workflow_env)
     result = await handle.result()
 
-    assert (result.status, result.reason) == (OrderStatus.FAILED, "declined by the gateway")
+    assert (result.status, result.reason_code, result.reason) == (
+        OrderStatus.FAILED,
+        "declined",
+        "declined by the gateway",
+    )
     assert [p["status"] for p in attempts(sandbox, checkout.order_id, 1)] == ["declined"]
     assert (await order_row(sessions, checkout.order_id)).payment_attempts == 1
 
