@@ -4,7 +4,9 @@ support key."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from api.deps import (
     OrderIdPath,
@@ -16,10 +18,11 @@ from api.deps import (
     find_order,
 )
 from api.problems import responses
-from api.schemas import LedgerTransactionOut, OrderOut, ReviewIn
+from api.schemas import CURSOR_PATTERN, LedgerPageOut, LedgerTransactionOut, OrderOut, ReviewIn
 from db import ledger
 from kassa import errors
 from kassa.contracts import ReviewDecision
+from kassa.settings import MAX_LISTED
 from orchestration.client import ask_checkout
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
@@ -27,17 +30,39 @@ router = APIRouter(prefix="/v1/orders", tags=["support"])
 
 @router.get(
     "/{order_id}/ledger",
-    response_model=list[LedgerTransactionOut],
+    response_model=LedgerPageOut,
     operation_id="get_order_ledger",
-    responses=responses(errors.SupportOnly, errors.OrderNotFound),
+    responses=responses(errors.SupportOnly, errors.OrderNotFound, errors.LedgerTransactionNotFound),
 )
 async def get_order_ledger(
-    order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
-) -> list[LedgerTransactionOut]:
-    """Every ledger transaction of the order, oldest first."""
+    order_id: OrderIdPath,
+    caller: SupportDep,
+    sessions: SessionsDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LISTED, description=f"Transactions per page, at most {MAX_LISTED}.")
+    ] = MAX_LISTED,
+    starting_after: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=160,
+            pattern=CURSOR_PATTERN,
+            description="The `key` of the last transaction of the page before.",
+        ),
+    ] = None,
+) -> LedgerPageOut:
+    """The order's ledger transactions, oldest first, a page at a time."""
     await find_order(sessions, order_id)
     async with sessions() as session:
-        return LedgerTransactionOut.of_rows(await ledger.of_order(session, order_id))
+        after = 0
+        if starting_after is not None:
+            after = await ledger.transaction_of(session, order_id, starting_after)
+            if after is None:  # it names something that is not there, like an unknown id
+                raise errors.LedgerTransactionNotFound(
+                    "starting_after is not the key of a transaction of this order"
+                )
+        rows, has_more = await ledger.of_order(session, order_id, limit, after)
+    return LedgerPageOut(transactions=LedgerTransactionOut.of_rows(rows), has_more=has_more)
 
 
 @router.post(
