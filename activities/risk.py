@@ -35,15 +35,23 @@ class RiskActivities:
                 f"amount {format_amount(checkout.amount, checkout.currency)} is over the limit "
                 f"of {format_amount(limit, checkout.currency)}",
             )
+        # Count and approve in one transaction, one check per customer at a time: parallel
+        # checkouts of one customer cannot all see room for themselves. Each order exists
+        # already (create_order ran first), so only approvals are counted, never orders
+        # still waiting for their own check.
         window = timedelta(seconds=self._settings.risk_velocity_window_seconds)
-        async with self._sessions() as session:
-            recent = await orders.count_recent_for_customer(
+        most = self._settings.risk_max_orders_per_customer
+        async with self._sessions.begin() as session:
+            await orders.lock_customer_for_risk(session, checkout.customer_id)
+            if await orders.risk_approved(session, checkout.order_id):
+                return RiskDecision(True)  # a retry: the first decision stands
+            recent = await orders.count_approved_for_customer(
                 session, checkout.customer_id, checkout.order_id, window
             )
-        if recent >= self._settings.risk_max_orders_per_customer:
-            return RiskDecision(
-                False,
-                f"customer placed {recent} orders in the last {window}, the limit is "
-                f"{self._settings.risk_max_orders_per_customer}",
-            )
+            if recent >= most:
+                return RiskDecision(
+                    False,
+                    f"customer placed {recent} orders in the last {window}, the limit is {most}",
+                )
+            await orders.mark_risk_approved(session, checkout.order_id)
         return RiskDecision(True)

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import openapi, problems
 from api.deps import authenticates
 from api.limits import BodySizeLimit
+from api.ratelimit import RateLimits
 from api.routers import checkouts, orders, refunds, support, webhooks
 from db.engine import make_engine, make_sessionmaker
 from gateways import build_gateways
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             app.state.sessions = make_sessionmaker(engine)
             app.state.temporal = temporal_client or await temporal.connect(settings)
             app.state.gateways = build_gateways(settings, http)
+            app.state.rate_limits = RateLimits(settings)  # in memory: this process's own
             yield
         await engine.dispose()
 

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
+from api.ratelimit import RateLimits
 from api.schemas import ID_PATTERN
 from db import orders
 from db.models import Order
@@ -38,6 +39,10 @@ def _gateways(request: Request) -> dict[str, PaymentGateway]:
     return request.app.state.gateways
 
 
+def _rate_limits(request: Request) -> RateLimits:
+    return request.app.state.rate_limits
+
+
 # Documents the scheme in the OpenAPI (Swagger's Authorize button, schemathesis' auth); it
 # never answers itself: `_caller` reads the header and answers our own 401 problem.
 _BEARER = HTTPBearer(
@@ -58,6 +63,15 @@ def _caller(
     raise Unauthorized("Send `Authorization: Bearer <key>` with a storefront or a support key.")
 
 
+async def _within_rate_limit(
+    caller: Annotated[Authenticated, Depends(_caller)],
+    rate_limits: Annotated[RateLimits, Depends(_rate_limits)],
+) -> Authenticated:
+    """The caller, once its request is counted against its holder's rate limit (else 429)."""
+    await rate_limits.take_caller(caller)
+    return caller
+
+
 authenticates = _caller  # the dependency of every route that asks for a key (api/openapi.py)
 
 # Ids in paths obey the same rules as in bodies (anything else cannot exist): a 422 names them.
@@ -68,7 +82,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker, Depends(_sessions)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 GatewaysDep = Annotated[dict[str, PaymentGateway], Depends(_gateways)]
-CallerDep = Annotated[Authenticated, Depends(_caller)]
+CallerDep = Annotated[Authenticated, Depends(_within_rate_limit)]  # every key is rate limited
+RateLimitsDep = Annotated[RateLimits, Depends(_rate_limits)]
 
 
 def _support(caller: CallerDep) -> Authenticated:

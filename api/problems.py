@@ -49,11 +49,22 @@ def field_path(loc: tuple | list) -> str:
     return path or str(where)
 
 
+# A body can be wrong in thousands of places (a 64 KiB object of unknown fields): problems
+# list the first of them, and say how many more there were.
+MAX_ERRORS = 50
+
+
+def _bounded(listed: list[dict[str, str]]) -> dict[str, Any]:
+    more = {"more_errors": len(listed) - MAX_ERRORS} if len(listed) > MAX_ERRORS else {}
+    return {"errors": listed[:MAX_ERRORS], **more}
+
+
 def invalid(listed: list[dict[str, str]]) -> errors.ValidationFailed:
-    """A 422 naming every offending field: [{"field": …, "message": …}, …]."""
+    """A 422 naming every offending field: [{"field": …, "message": …}, …] (the first
+    MAX_ERRORS of them)."""
     first = listed[0]
     return errors.ValidationFailed(
-        f"{first['field']}: {first['message']}", field=first["field"], errors=listed
+        f"{first['field']}: {first['message']}", field=first["field"], **_bounded(listed)
     )
 
 
@@ -61,7 +72,7 @@ def validation_problem(pydantic_errors: list[dict]) -> errors.KassaError:
     """Pydantic's errors, each pointing at its field."""
     listed = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in pydantic_errors]
     if any(e["type"] == "json_invalid" for e in pydantic_errors):
-        return errors.MalformedJson(errors=listed)
+        return errors.MalformedJson(**_bounded(listed))
     return invalid(listed)
 
 
@@ -85,12 +96,26 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         },
         "errors": {
             "type": "array",
-            "description": "For `validation-error` and `malformed-json`: every offending field.",
+            "description": "For `validation-error` and `malformed-json`: every offending "
+            f"field, the first {MAX_ERRORS} of them.",
+            "maxItems": MAX_ERRORS,
             "items": {
                 "type": "object",
                 "required": ["field", "message"],
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
             },
+        },
+        "more_errors": {
+            "type": "integer",
+            "description": f"How many offending fields there were beyond the {MAX_ERRORS} listed.",
+        },
+        "limit": {
+            "type": "string",
+            "description": "For `rate-limited`: the limit, e.g. `50 per 1 second`.",
+        },
+        "max_refunds": {
+            "type": "integer",
+            "description": "For `too-many-refunds`: how many refunds an order may have.",
         },
     },
     # Some problems say more, e.g. `order_id` for an `idempotency-key-reused`.
@@ -152,13 +177,13 @@ def _validated(parameter: ModelField) -> bool:
 
 
 def shape_problems(route: APIRoute, authenticates: Any) -> list[type[errors.KassaError]]:
-    """The problems any route of this shape can answer, whatever it does: 401 when it asks
-    for a key (`authenticates` among its dependencies), 400 and 413 when it reads a JSON
-    body, 422 when a body or a parameter is validated."""
+    """The problems any route of this shape can answer, whatever it does: 401 and 429 when
+    it asks for a key (`authenticates` among its dependencies), 400 and 413 when it reads a
+    JSON body, 422 when a body or a parameter is validated."""
     kinds: list[type[errors.KassaError]] = []
     dependants = list(_dependants(route.dependant))
     if any(d.call is authenticates for d in dependants):
-        kinds.append(errors.Unauthorized)
+        kinds += [errors.Unauthorized, errors.RateLimited]  # a key, and its rate limit
     if route.body_field is not None:
         kinds += [errors.MalformedJson, errors.BodyTooLarge]
     parameters = [p for d in dependants for p in (*d.path_params, *d.query_params)]

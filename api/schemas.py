@@ -20,7 +20,7 @@ from pydantic import (
 from kassa import money
 from kassa.contracts import CheckoutInput, CheckoutView, LineItem
 from kassa.reasons import ReasonCode
-from kassa.settings import Settings
+from kassa.settings import MAX_LISTED, Settings
 from kassa.statuses import Caller, OrderStatus, RefundStatus
 
 # Each pattern below is the whole rule, and the same for the server (pydantic) and for the
@@ -59,6 +59,10 @@ def _whole_number(**constraints: Any) -> object:
     published schema says `minimum` and `exclusiveMinimum` for them."""
     return Annotated[StrictInt, Field(**constraints), BeforeValidator(_whole)]
 
+
+# A page's cursor (a ledger transaction's key): anything but the control characters, which no
+# key has (and PostgreSQL refuses NUL).
+CURSOR_PATTERN = rf"^[^{_CONTROL}]+$"
 
 # Any of these characters, but not "." or ".." alone: those are no path segment a URL keeps.
 ID_PATTERN = r"^([A-Za-z0-9_.:-]*[A-Za-z0-9_:-][A-Za-z0-9_.:-]*|[.]{3,})$"
@@ -250,14 +254,23 @@ class OrderOut(BaseModel):
     payment_attempts: int
     expires_at: datetime | None
     refunded_amount: int
-    refunds: list[RefundOut] = []
+    refunds: list[RefundOut] = Field(
+        [],
+        max_length=MAX_LISTED,
+        description=f"The order's refunds, oldest first: at most {MAX_LISTED} (an order may "
+        "have at most KASSA_MAX_REFUNDS_PER_ORDER, itself at most as many).",
+    )
+    refunds_has_more: bool = Field(
+        False, description=f"The order has more refunds than the {MAX_LISTED} listed."
+    )
     can_retry: bool = Field(False, description=CAN_RETRY)
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def of(cls, order, refunds=()) -> OrderOut:
-        """From the order row and its refund rows."""
+        """From the order row and its refund rows (one more than listed says there are
+        more)."""
         return cls(
             order_id=order.order_id,
             status=order.status,
@@ -271,7 +284,8 @@ class OrderOut(BaseModel):
             payment_attempts=order.payment_attempts,
             expires_at=order.expires_at,
             refunded_amount=order.refunded_amount,
-            refunds=[RefundOut.of(refund) for refund in refunds],
+            refunds=[RefundOut.of(refund) for refund in refunds[:MAX_LISTED]],
+            refunds_has_more=len(refunds) > MAX_LISTED,
             can_retry=order_can_retry(order, datetime.now(UTC)),
             created_at=order.created_at,
             updated_at=order.updated_at,
@@ -336,15 +350,15 @@ class SupportOrderOut(OrderOut):
     reason_detail: str | None = Field(
         description="What happened in full: thresholds, notes, the gateway's own errors."
     )
-    refunds: list[SupportRefundOut] = []
+    refunds: list[SupportRefundOut] = Field([], max_length=MAX_LISTED)
 
     @classmethod
     def of(cls, order, refunds=()) -> SupportOrderOut:
-        shown = OrderOut.of(order).model_dump(exclude={"refunds"})
+        shown = OrderOut.of(order, refunds).model_dump(exclude={"refunds"})
         return cls(
             **shown,
             reason_detail=order.status_reason,
-            refunds=[SupportRefundOut.of(refund) for refund in refunds],
+            refunds=[SupportRefundOut.of(refund) for refund in refunds[:MAX_LISTED]],
         )
 
 
@@ -372,6 +386,16 @@ class LedgerTransactionOut(BaseModel):
                 LedgerEntryOut(account=entry.account, amount=entry.amount, currency=entry.currency)
             )
         return list(transactions.values())
+
+
+class LedgerPageOut(BaseModel):
+    """A page of the order's ledger transactions, oldest first."""
+
+    transactions: list[LedgerTransactionOut] = Field(max_length=MAX_LISTED)
+    has_more: bool = Field(
+        description="More transactions follow: ask again with `starting_after` set to the "
+        "last one's `key`."
+    )
 
 
 class ReviewIn(BaseModel):

@@ -41,16 +41,33 @@ async def post(session: AsyncSession, posting: Posting) -> bool:
 
 
 async def of_order(
-    session: AsyncSession, order_id: str
-) -> list[tuple[LedgerTransaction, LedgerEntry]]:
-    """The order's transactions with their entries, oldest first."""
+    session: AsyncSession, order_id: str, limit: int, after: int = 0
+) -> tuple[list[tuple[LedgerTransaction, LedgerEntry]], bool]:
+    """At most `limit` of the order's transactions with their entries, oldest first, from
+    after the transaction `after` (an id, see `transaction_of`); and whether more follow."""
+    page = (
+        select(LedgerTransaction.id)
+        .where(LedgerTransaction.order_id == order_id, LedgerTransaction.id > after)
+        .order_by(LedgerTransaction.id)
+        .limit(limit + 1)
+    )
+    ids = list(await session.scalars(page))
     rows = await session.execute(
         select(LedgerTransaction, LedgerEntry)
         .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.order_id == order_id)
+        .where(LedgerTransaction.id.in_(ids[:limit]))
         .order_by(LedgerTransaction.id, LedgerEntry.id)
     )
-    return [(txn, entry) for txn, entry in rows]
+    return [(txn, entry) for txn, entry in rows], len(ids) > limit
+
+
+async def transaction_of(session: AsyncSession, order_id: str, key: str) -> int | None:
+    """The id of the order's transaction with this key (a page's cursor), or None."""
+    return await session.scalar(
+        select(LedgerTransaction.id).where(
+            LedgerTransaction.order_id == order_id, LedgerTransaction.key == key
+        )
+    )
 
 
 async def unbalanced(session: AsyncSession) -> list[tuple[int, str, int]]:

@@ -72,6 +72,8 @@ class Order(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     return_url: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When risk control let the order go ahead: the velocity limit counts these.
+    risk_approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 

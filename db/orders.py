@@ -113,17 +113,44 @@ async def record_payment_opened(
     )
 
 
-async def count_recent_for_customer(
+# The first key of the risk check's advisory locks (any 32-bit number no other lock of ours
+# uses): the second is the customer's hash, so a customer's checks queue up one at a time.
+_RISK_LOCKS = 0x6B617373  # "kass"
+
+
+async def lock_customer_for_risk(session: AsyncSession, customer_id: str) -> None:
+    """Wait until no other transaction checks this customer's risk, and hold that until
+    this transaction ends: the velocity count and the approval it leads to are one step.
+    (Two customers whose ids hash alike merely wait for each other.)"""
+    await session.execute(
+        select(func.pg_advisory_xact_lock(_RISK_LOCKS, func.hashtext(customer_id)))
+    )
+
+
+async def risk_approved(session: AsyncSession, order_id: str) -> bool:
+    approved = select(Order.risk_approved_at).where(Order.order_id == order_id)
+    return await session.scalar(approved) is not None
+
+
+async def count_approved_for_customer(
     session: AsyncSession, customer_id: str, other_than: str, window: timedelta
 ) -> int:
-    """The customer's orders in the last `window`, refused ones left out (risk velocity)."""
+    """The customer's orders that risk control approved in the last `window` (velocity);
+    under `lock_customer_for_risk` this includes every approval committed before."""
     return await session.scalar(
         select(func.count())
         .select_from(Order)
         .where(Order.customer_id == customer_id)
         .where(Order.order_id != other_than)
-        .where(Order.status != OrderStatus.REJECTED)
-        .where(Order.created_at > func.now() - window)
+        .where(Order.risk_approved_at > func.now() - window)
+    )
+
+
+async def mark_risk_approved(session: AsyncSession, order_id: str) -> None:
+    await session.execute(
+        update(Order)
+        .where(Order.order_id == order_id, Order.risk_approved_at.is_(None))
+        .values(risk_approved_at=func.now())
     )
 
 

@@ -1,8 +1,9 @@
 """Named queries on refunds and stray captures; none of them commits.
 
 A refund is reserved against what was captured with the order row locked (SELECT … FOR
-UPDATE) while the cap (kassa/refund_cap.py) is computed and the refund row inserted, so two
-racing requests are serialized and cannot overshoot.
+UPDATE) while the cap (kassa/refund_cap.py) and the number of refunds the order has had are
+checked and the refund row inserted, so two racing requests are serialized and cannot
+overshoot either.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from db import ledger as books
 from db.models import Order, Refund, StrayCapture
 from kassa import ledger
 from kassa.contracts import RefundInput, RefundView
-from kassa.errors import OrderNotFound, RefundNotReserved
+from kassa.errors import OrderNotFound, RefundNotReserved, TooManyRefunds
 from kassa.reasons import ReasonCode
 from kassa.refund_cap import refund_amount
 from kassa.statuses import Caller, OrderStatus, RefundStatus
@@ -33,12 +34,14 @@ async def reserve(
     requested_by: Caller,
     window: timedelta | None = None,
     checkout_ended: bool = False,
+    max_refunds: int | None = None,
 ) -> Refund:
     """Insert a pending refund within the cap, in the caller's transaction. `amount` None
-    means everything not yet refunded; `window` limits how long after payment it may come.
-    A refund id seen before returns that refund unchanged. `checkout_ended`: the order's
-    checkout no longer runs, so support may refund an order left `paid` (its compensation
-    failed) without racing the fulfilment."""
+    means everything not yet refunded; `window` limits how long after payment it may come;
+    `max_refunds` how many refunds the order may have in all (None: no limit, for Kassa's
+    own compensation). A refund id seen before returns that refund unchanged.
+    `checkout_ended`: the order's checkout no longer runs, so support may refund an order
+    left `paid` (its compensation failed) without racing the fulfilment."""
     order = await session.scalar(select(Order).where(Order.order_id == order_id).with_for_update())
     if order is None:
         raise OrderNotFound(f"No order {order_id}")
@@ -62,6 +65,15 @@ async def reserve(
         window=window,
         checkout_ended=checkout_ended,
     )
+    if max_refunds is not None:  # counted under the order's lock: racing requests queue here
+        asked = await session.scalar(
+            select(func.count()).select_from(Refund).where(Refund.order_id == order_id)
+        )
+        if asked >= max_refunds:
+            raise TooManyRefunds(
+                f"Order {order_id} has had {asked} refunds; at most {max_refunds} per order",
+                max_refunds=max_refunds,
+            )
     refund = Refund(
         refund_id=refund_id,
         order_id=order_id,
@@ -80,10 +92,14 @@ async def get(session: AsyncSession, refund_id: str) -> Refund | None:
     return await session.get(Refund, refund_id)
 
 
-async def of_order(session: AsyncSession, order_id: str) -> list[Refund]:
+async def of_order(session: AsyncSession, order_id: str, limit: int) -> list[Refund]:
+    """The order's first `limit` refunds, oldest first."""
     return list(
         await session.scalars(
-            select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at)
+            select(Refund)
+            .where(Refund.order_id == order_id)
+            .order_by(Refund.created_at, Refund.refund_id)
+            .limit(limit)
         )
     )
 

@@ -103,6 +103,19 @@ class SupportOnly(KassaError):
     title = "Only the support key may do this"
 
 
+class RateLimited(KassaError):
+    """Too many requests from one API key (or, for gateway callbacks, from one address):
+    `limit` says the limit, `Retry-After` when the next request is taken."""
+
+    status, slug, retry_after = 429, "rate-limited", 1
+    title = "Too many requests; slow down"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None, **extra):
+        super().__init__(detail, **extra)
+        if retry_after is not None:
+            self.retry_after = max(1, retry_after)
+
+
 class IdempotencyKeyRequired(KassaError):
     status, slug, blame = 400, "idempotency-key-required", "Idempotency-Key"
     title = "An Idempotency-Key header of 1 to 255 characters is required"
@@ -124,6 +137,13 @@ class OrderNotFound(KassaError):
 class RefundNotFound(KassaError):
     status, slug, blame = 404, "refund-not-found", "refund_id"
     title = "No such refund"
+
+
+class LedgerTransactionNotFound(KassaError):
+    """A ledger page asked to start after a transaction the order does not have."""
+
+    status, slug, blame = 404, "ledger-transaction-not-found", "starting_after"
+    title = "No such ledger transaction of this order"
 
 
 class UnknownGateway(KassaError):
@@ -201,6 +221,14 @@ class OrderNotRefundable(RefundRefused):
 class RefundWindowClosed(RefundRefused):
     status, slug = 403, "refund-window-closed"
     title = "The refund window is over; support can refund later"
+
+
+class TooManyRefunds(RefundRefused):
+    """The order has had as many refunds as one order may (`max_refunds`, the setting
+    KASSA_MAX_REFUNDS_PER_ORDER): every refund asked for counts, failed ones too."""
+
+    slug = "too-many-refunds"
+    title = "The order has had as many refunds as it may"
 
 
 class RefundExceedsRemaining(RefundRefused):

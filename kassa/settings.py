@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +23,8 @@ DEV_SANDBOX_API_KEY = "sandbox_sk_dev"
 # Outside development every key and secret is at least this long (and none of the above).
 MIN_SECRET_LENGTH = 32
 MIN_WEBHOOK_KEY_BYTES = 24  # the bytes behind a storefront `whsec_` secret
+# The most items any list in an API response holds (refunds of an order, ledger pages).
+MAX_LISTED = 100
 
 
 def key_hash(key: str) -> str:
@@ -137,6 +140,17 @@ class Settings(BaseSettings):
 
     # Storefront refunds are accepted this long after payment; support may refund any time.
     refund_window_days: int = 7
+    # Refunds one order may have (every one asked for counts, failed ones too): keeps an
+    # order's refund list short and one order from being refunded a cent at a time.
+    max_refunds_per_order: int = Field(10, ge=1, le=MAX_LISTED)
+
+    # Rate limits of the API, in the `limits` package's notation: "50/second", "3000 per
+    # minute", several at once with ";" ("20/second;600/minute"). Per key holder and role,
+    # and for gateway callbacks per gateway and client address. Kept in memory: per API
+    # process (N processes take N times as much).
+    rate_limit_storefront: str = "50/second"
+    rate_limit_support: str = "10/second"
+    rate_limit_callbacks: str = "100/second"
 
     # While a checkout waits for its callback it also asks the gateway: first after this
     # long, then backing off to the maximum (catches lost callbacks).
@@ -157,6 +171,19 @@ class Settings(BaseSettings):
     risk_max_order_major_by_currency: dict[str, Annotated[int, Field(gt=0)]] = {}
     risk_max_orders_per_customer: int = 10
     risk_velocity_window_seconds: int = 3600
+
+    @field_validator("rate_limit_storefront", "rate_limit_support", "rate_limit_callbacks")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parsed = limits.parse_many(value)
+        except ValueError:
+            parsed = []
+        if not parsed or any(item.amount < 1 for item in parsed):
+            raise ValueError(
+                'a rate limit like "50/second", "3000 per minute" or "20/second;600/minute"'
+            )
+        return value
 
     @property
     def development(self) -> bool:

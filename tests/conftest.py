@@ -70,6 +70,12 @@ def settings(database_url, ports, alipay_keys) -> Settings:
         status_check_first_seconds=1,
         expires_in_min=2,  # payment windows of seconds, for the randomized runs
         status_check_max_seconds=2,
+        # The suite's storefront, support and gateways send far more than real ones (the
+        # randomized and contract runs in bursts): limits so high they never bite;
+        # tests/api/test_limits.py serves its own API with low ones.
+        rate_limit_storefront="10000/second",
+        rate_limit_support="10000/second",
+        rate_limit_callbacks="10000/second",
     )
 
 

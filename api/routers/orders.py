@@ -21,6 +21,7 @@ from api.schemas import CancelIn, CheckoutOut, OrderOut
 from db import orders, refunds
 from kassa import errors
 from kassa.contracts import CancelRequest
+from kassa.settings import MAX_LISTED
 from kassa.statuses import OrderStatus
 from orchestration.client import ask_checkout
 
@@ -38,7 +39,8 @@ async def get_order(order_id: OrderIdPath, caller: CallerDep, sessions: Sessions
         order = await orders.get(session, order_id)
         if order is None:
             raise errors.OrderNotFound(f"No order {order_id}")
-        return OrderOut.of(order, await refunds.of_order(session, order_id))
+        # One more than listed, to tell whether there are more.
+        return OrderOut.of(order, await refunds.of_order(session, order_id, MAX_LISTED + 1))
 
 
 @router.post(

@@ -50,6 +50,7 @@ router = APIRouter(prefix="/v1", tags=["refunds"])
             errors.NothingToRefund,
             errors.OrderNotRefundable,
             errors.RefundExceedsRemaining,
+            errors.TooManyRefunds,
             errors.IdempotencyKeyReused,
             errors.RefundNotStarted,
             errors.TemporalUnavailable,  # asking whether the checkout runs (support, paid)
@@ -98,6 +99,7 @@ async def create_refund(
             requested_by=caller.role,
             window=window,
             checkout_ended=checkout_ended,
+            max_refunds=settings.max_refunds_per_order,
         )
 
     audit.info("%s asks refund %s of order %s", caller.who, refund.refund_id, order_id)

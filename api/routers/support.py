@@ -4,7 +4,9 @@ storefront's window go through the refunds route with the support key."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from api.deps import (
     OrderIdPath,
@@ -16,10 +18,17 @@ from api.deps import (
     find_order,
 )
 from api.problems import responses
-from api.schemas import LedgerTransactionOut, ReviewIn, SupportOrderOut
+from api.schemas import (
+    CURSOR_PATTERN,
+    LedgerPageOut,
+    LedgerTransactionOut,
+    ReviewIn,
+    SupportOrderOut,
+)
 from db import ledger, refunds
 from kassa import errors
 from kassa.contracts import ReviewDecision
+from kassa.settings import MAX_LISTED
 from orchestration.client import ask_checkout
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
@@ -42,17 +51,39 @@ async def get_order_details(
 
 @router.get(
     "/{order_id}/ledger",
-    response_model=list[LedgerTransactionOut],
+    response_model=LedgerPageOut,
     operation_id="get_order_ledger",
-    responses=responses(errors.SupportOnly, errors.OrderNotFound),
+    responses=responses(errors.SupportOnly, errors.OrderNotFound, errors.LedgerTransactionNotFound),
 )
 async def get_order_ledger(
-    order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
-) -> list[LedgerTransactionOut]:
-    """Every ledger transaction of the order, oldest first."""
+    order_id: OrderIdPath,
+    caller: SupportDep,
+    sessions: SessionsDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LISTED, description=f"Transactions per page, at most {MAX_LISTED}.")
+    ] = MAX_LISTED,
+    starting_after: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=160,
+            pattern=CURSOR_PATTERN,
+            description="The `key` of the last transaction of the page before.",
+        ),
+    ] = None,
+) -> LedgerPageOut:
+    """The order's ledger transactions, oldest first, a page at a time."""
     await find_order(sessions, order_id)
     async with sessions() as session:
-        return LedgerTransactionOut.of_rows(await ledger.of_order(session, order_id))
+        after = 0
+        if starting_after is not None:
+            after = await ledger.transaction_of(session, order_id, starting_after)
+            if after is None:  # it names something that is not there, like an unknown id
+                raise errors.LedgerTransactionNotFound(
+                    "starting_after is not the key of a transaction of this order"
+                )
+        rows, has_more = await ledger.of_order(session, order_id, limit, after)
+    return LedgerPageOut(transactions=LedgerTransactionOut.of_rows(rows), has_more=has_more)
 
 
 @router.post(
@@ -101,4 +132,4 @@ async def review_held_payment(
 async def _details(sessions, order_id: str) -> SupportOrderOut:
     order = await find_order(sessions, order_id)
     async with sessions() as session:
-        return SupportOrderOut.of(order, await refunds.of_order(session, order_id))
+        return SupportOrderOut.of(order, await refunds.of_order(session, order_id, MAX_LISTED + 1))

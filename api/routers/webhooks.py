@@ -4,7 +4,8 @@ No API key: the gateway's signature instead. A callback that does not verify is 
 with 401 and changes nothing. A verified one is recorded in the payment_events inbox (one
 row per gateway event id) and then signalled to its checkout, which ignores what no longer
 applies. The signal is sent even for a recorded duplicate: the first delivery may have been
-recorded and then failed to signal.
+recorded and then failed to signal. Callbacks are rate limited per gateway and client address
+(api/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from temporalio.service import RPCError
 
-from api.deps import GatewaysDep, SessionsDep, SettingsDep, TemporalDep
+from api.deps import GatewaysDep, RateLimitsDep, SessionsDep, SettingsDep, TemporalDep
 from api.problems import responses
 from db import gateway_payments, orders, refunds
 from gateways.base import PaymentWord
@@ -39,6 +40,7 @@ log = structlog.get_logger("webhooks")
         errors.InvalidSignature,
         errors.UnknownGateway,
         errors.BodyTooLarge,
+        errors.RateLimited,
         errors.TemporalUnavailable,
     ),
     # Read as it came, for the signature: FastAPI does not parse it, the gateway's adapter does.
@@ -58,10 +60,13 @@ async def receive_callback(
     sessions: SessionsDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    rate_limits: RateLimitsDep,
 ) -> Response:
     adapter = gateways.get(gateway)
-    if adapter is None:
-        raise errors.UnknownGateway(f"No gateway {gateway!r}")
+    if adapter is None:  # never echo the path (anyone may send anything): name what exists
+        known = ", ".join(sorted(gateways)) or "none"
+        raise errors.UnknownGateway(f"Callbacks are taken for: {known}")
+    await rate_limits.take_callback(adapter.name, request.client.host if request.client else "-")
     body = await request.body()
     try:
         event = adapter.parse_callback(request.headers, body)

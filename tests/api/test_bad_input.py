@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select, update
@@ -13,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.schemas import CheckoutIn
 from db import orders
 from db.models import IdempotencyKey, Order, PaymentEventRecord
-from gateways import sandbox_protocol
+from gateways import alipay_protocol, sandbox_protocol
 from kassa.ids import checkout_workflow_id
 from kassa.settings import DEV_SUPPORT_KEY, Settings
 from kassa.statuses import OrderStatus
@@ -433,3 +434,79 @@ async def test_an_old_order_id_with_the_same_contents_answers_the_stored_order(
     assert (response.json()["order_id"], response.json()["status"]) == (order_id, "expired")
     assert len(sandbox.payments) == payments
     assert await no_workflow(stack, order_id)
+
+
+async def test_an_unknown_gateway_is_not_echoed(stack, unchanged):
+    async with stack.http(key="") as api:
+        response = await api.post("/v1/webhooks/evil<b>gateway", content=b"{}")
+    assert response.status_code == 404, response.text
+    problem = response.json()
+    assert (problem["type"], problem["field"]) == ("urn:kassa:problem:unknown-gateway", "gateway")
+    assert "evil" not in response.text and "<b>" not in response.text
+    assert problem["detail"] == "Callbacks are taken for: alipay, sandbox"
+
+
+def alipay_notify(alipay, order_id: str, signed: bool = True, **change) -> bytes:
+    """A TRADE_SUCCESS notify for the order's first payment, as Alipay would send it (signed
+    with the emulator's gateway key), with `change` made before signing."""
+    keys = alipay.state.keys
+    params = {
+        "notify_type": "trade_status_sync",
+        "notify_id": uuid.uuid4().hex,
+        "app_id": keys.app_id,
+        "out_trade_no": alipay_protocol.out_trade_no(order_id, 1),
+        "trade_no": "2026113022001400000000000001",
+        "trade_status": "TRADE_SUCCESS",
+        "total_amount": "297.00",
+        "subject": "Python 101",
+        **change,
+    }
+    params = alipay_protocol.sign_notify(params, keys.gateway_private)
+    if not signed:
+        params["sign"] = "bm90IGEgc2lnbmF0dXJl"
+    return urlencode(params).encode()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"notify_id": "n\u0000tify"},
+        {"trade_no": "2026113022001400000000000\u00001"},
+        {"subject": "Python\u0000101"},
+        {"\u0000": "1"},
+        {"out_biz_no": "rf_\u0000x"},  # a refund notice
+    ],
+    ids=["in the notify id", "in the trade number", "in another field", "as a key", "refund"],
+)
+async def test_a_signed_alipay_notify_with_nul_is_400_never_500(stack, sessions, alipay, change):
+    async with stack.http() as api:
+        started = await api.post(
+            "/v1/checkouts",
+            json=checkout_body(gateway="alipay"),
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert started.status_code == 201, started.text
+    order_id = started.json()["order_id"]
+    before = await count_rows(sessions)
+    async with stack.http(key="") as gateway:
+        forged = await gateway.post(
+            "/v1/webhooks/alipay",
+            content=alipay_notify(alipay, order_id, signed=False, **change),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answers = [  # every delivery: a 400, never a 500
+            await gateway.post(
+                "/v1/webhooks/alipay",
+                content=alipay_notify(alipay, order_id, **change),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            for _ in range(2)
+        ]
+    assert forged.status_code == 401, forged.text
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["type"] == "urn:kassa:problem:malformed-callback"
+        assert answer.json()["field"] == "body"
+    assert await count_rows(sessions) == before
+    async with stack.http() as api:
+        assert (await api.get(f"/v1/orders/{order_id}")).json()["status"] == "awaiting_payment"

@@ -110,13 +110,44 @@ def test_what_each_route_can_answer_for_its_shape(openapi):
             continue
         assert operation["security"] == [{"HTTPBearer": []}], name
         assert responses["401"]["headers"]["WWW-Authenticate"]["required"], name
+        assert "rate-limited" in responses["429"]["description"], name
         assert "validation-error" in responses["422"]["description"], name
         if "requestBody" in operation:
             assert "malformed-json" in responses["400"]["description"], name
             assert "body-too-large" in responses["413"]["description"], name
     webhook = dict(operations(openapi))["POST /v1/webhooks/{gateway}"]["responses"]
-    assert sorted(webhook) == ["200", "400", "401", "404", "413", "503"]
+    assert sorted(webhook) == ["200", "400", "401", "404", "413", "429", "503"]
     assert "malformed-callback" in webhook["400"]["description"]
+    assert "rate-limited" in webhook["429"]["description"]
+
+
+def test_rate_limits_are_documented_with_retry_after(openapi):
+    """Every route but the health check can answer 429, always with Retry-After."""
+    for name, operation in operations(openapi):
+        if name == "GET /healthz":
+            continue
+        limited = operation["responses"]["429"]
+        assert limited["headers"]["Retry-After"]["required"], name
+        assert limited["content"]["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/Problem"
+        }
+
+
+def test_every_list_is_bounded(openapi):
+    """Lists in answers say their maximum; the ledger comes a page at a time."""
+    schemas = openapi["components"]["schemas"]
+    assert schemas["OrderOut"]["properties"]["refunds"]["maxItems"] == 100
+    assert "refunds_has_more" in schemas["OrderOut"]["properties"]
+    assert schemas["LedgerPageOut"]["properties"]["transactions"]["maxItems"] == 100
+    assert "has_more" in schemas["LedgerPageOut"]["required"]
+    assert schemas["Problem"]["properties"]["errors"]["maxItems"] == 50
+    ledger = dict(operations(openapi))["GET /v1/orders/{order_id}/ledger"]
+    limit = next(p for p in ledger["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)
+    for name, operation in operations(openapi):
+        for status, response in operation["responses"].items():
+            schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+            assert schema.get("type") != "array", f"{name} {status}: a bare list"
 
 
 def test_get_order_documents_can_retry(openapi):

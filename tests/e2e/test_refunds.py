@@ -78,10 +78,12 @@ async def test_support_reads_the_ledger(stack):
         refund = await post_refund(api, order["order_id"], {"amount": 700})
         await refund_settled(api, refund.json()["refund_id"])
     async with stack.http(DEV_SUPPORT_KEY) as support:
-        ledger = (await support.get(f"/v1/orders/{order['order_id']}/ledger")).json()
+        page = (await support.get(f"/v1/orders/{order['order_id']}/ledger")).json()
     async with stack.http() as storefront:
         refused = await storefront.get(f"/v1/orders/{order['order_id']}/ledger")
 
+    ledger = page["transactions"]
+    assert page["has_more"] is False
     assert [t["kind"] for t in ledger] == ["capture", "refund"]
     assert [(e["account"], e["amount"]) for e in ledger[0]["entries"]] == [
         ("gateway:sandbox", 29700),

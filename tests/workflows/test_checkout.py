@@ -4,6 +4,7 @@ milliseconds."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -129,6 +130,24 @@ async def test_customer_over_the_velocity_limit_is_rejected(started, settings, s
     assert view.status == OrderStatus.REJECTED
     assert "orders in the last" in view.reason
     assert gateway_payment(sandbox, one_more.order_id) is None
+
+
+async def test_parallel_checkouts_of_one_customer_open_exactly_the_limit(
+    started, settings, sandbox
+):
+    """Checkouts started at once for one customer: the velocity limit lets exactly its
+    number through to the gateway, however their risk checks interleave."""
+    customer = f"cus_{uuid.uuid4().hex[:8]}"
+    limit = settings.risk_max_orders_per_customer
+    checkouts = [new_checkout(customer_id=customer) for _ in range(limit + 4)]
+
+    views = [view for view, _ in await asyncio.gather(*map(started, checkouts))]
+
+    assert sorted(v.status for v in views) == sorted(
+        [OrderStatus.AWAITING_PAYMENT] * limit + [OrderStatus.REJECTED] * 4
+    )
+    opened = [c for c in checkouts if gateway_payment(sandbox, c.order_id) is not None]
+    assert len(opened) == limit
 
 
 async def test_expiry_finds_the_buyer_paid_at_the_gateway(
