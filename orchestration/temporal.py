@@ -44,7 +44,8 @@ def payload_codec(settings: Settings) -> EncryptionCodec | None:
     """The encrypting codec for the configured payload keys; None without keys."""
     if not settings.payload_keys:
         return None
-    return EncryptionCodec(parse_keys(settings.payload_keys))
+    keys = {key_id: key.get_secret_value() for key_id, key in settings.payload_keys.items()}
+    return EncryptionCodec(parse_keys(keys))
 
 
 def data_converter(settings: Settings) -> DataConverter:
