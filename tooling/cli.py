@@ -57,7 +57,8 @@ async def temporal_setup(settings: Settings, retention_days: int, wait_seconds: 
             break
         except (RuntimeError, RPCError) as err:  # RuntimeError: the server does not answer
             if isinstance(err, RPCError) and err.status not in passing:
-                raise
+                print(f"Temporal refused ({err.status.name}): {err.message}", file=sys.stderr)
+                return 1
             if time.monotonic() > deadline:
                 print(f"Temporal is not ready after {wait_seconds:.0f}s: {err}", file=sys.stderr)
                 return 1
