@@ -26,6 +26,10 @@ MIN_WEBHOOK_KEY_BYTES = 24  # the bytes behind a storefront `whsec_` secret
 # The most items any list in an API response holds (refunds of an order, ledger pages).
 MAX_LISTED = 100
 
+# Alipay's gateway: the default outside development (the emulator's is the default in it).
+ALIPAY_GATEWAY_URL = "https://openapi.alipay.com/gateway.do"
+DEV_ALIPAY_GATEWAY_URL = "http://127.0.0.1:8002/gateway.do"
+
 
 def key_hash(key: str) -> str:
     """How API keys are configured: the SHA-256 of the key, hex (`kassa keys hash`)."""
@@ -84,8 +88,8 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
 
     # Payload encryption (AES-256-GCM): {key_id: base64 of 32 random bytes}, as JSON, in
-    # order: the first encrypts, every one decrypts. Empty (development): no encryption.
-    payload_keys: dict[str, str] = {}
+    # order: the first encrypts, every one decrypts. Empty (development only): no encryption.
+    payload_keys: dict[str, SecretStr] = {}
     # The codec server (`kassa codec-server`) that decodes payloads for support's Temporal UI:
     # its port and the UI origins its CORS allows.
     codec_port: int = 8081
@@ -93,7 +97,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    # Where gateways send callbacks; the API's address as the outside world sees it.
+    # Where gateways send callbacks; the API's address as the outside world sees it (https
+    # outside development).
     public_api_url: str = "http://127.0.0.1:8000"
 
     # The API keys, hashed, e.g. '[{"holder": "shop-web", "role": "storefront", "sha256":
@@ -113,12 +118,12 @@ class Settings(BaseSettings):
     # (gateways/emulators/faults.py lists the knobs).
     sandbox_faults: dict = {}
 
-    # Alipay: its gateway.do (production: https://openapi.alipay.com/gateway.do; the dev stack
-    # runs an emulator on alipay_port) and a keys folder with merchant_private.pem,
-    # gateway_public.pem (Alipay's public key) and settings.json ({"app_id": …}); default
-    # <data_dir>/keys/alipay, where the emulator writes development keys on first start.
-    # Without keys there, Kassa offers no Alipay.
-    alipay_gateway_url: str = "http://127.0.0.1:8002/gateway.do"
+    # Alipay: its gateway.do (the dev stack runs an emulator on alipay_port; outside
+    # development Alipay's own, ALIPAY_GATEWAY_URL, unless set, and https) and a keys folder
+    # with merchant_private.pem, gateway_public.pem (Alipay's public key) and settings.json
+    # ({"app_id": …}); default <data_dir>/keys/alipay, where the emulator writes development
+    # keys on first start. Without keys there, Kassa offers no Alipay.
+    alipay_gateway_url: str = DEV_ALIPAY_GATEWAY_URL
     alipay_port: int = 8002
     alipay_cashier: Literal["qr", "page"] = "qr"  # a QR code to scan, or the PC cashier page
     alipay_keys_dir: Path | None = None
@@ -241,14 +246,20 @@ class Settings(BaseSettings):
                     f"KASSA_API_KEYS: {key.holder}'s key is a development key; "
                     "development secrets must be replaced outside development"
                 )
+        if self.allow_sandbox and self.environment == "production":
+            raise ValueError(
+                "KASSA_ALLOW_SANDBOX is for a staging environment; production never "
+                "offers the sandbox gateway"
+            )
         dev = {DEV_SANDBOX_SECRET, DEV_SANDBOX_API_KEY, DEV_STOREFRONT_WEBHOOK_SECRET}
-        secrets = [
-            ("KASSA_SANDBOX_API_KEY", self.sandbox_api_key),
-            ("KASSA_STOREFRONT_WEBHOOK_SECRET", self.storefront_webhook_secret),
-            *(("KASSA_SANDBOX_WEBHOOK_SECRETS", s) for s in self.sandbox_webhook_secrets),
-        ]
-        if not self.sandbox_webhook_secrets:
-            raise ValueError("KASSA_SANDBOX_WEBHOOK_SECRETS must name at least one secret")
+        secrets = [("KASSA_STOREFRONT_WEBHOOK_SECRET", self.storefront_webhook_secret)]
+        if self.sandbox_enabled:  # a staging environment; otherwise its secrets are unused
+            if not self.sandbox_webhook_secrets:
+                raise ValueError("KASSA_SANDBOX_WEBHOOK_SECRETS must name at least one secret")
+            secrets += [
+                ("KASSA_SANDBOX_API_KEY", self.sandbox_api_key),
+                *(("KASSA_SANDBOX_WEBHOOK_SECRETS", s) for s in self.sandbox_webhook_secrets),
+            ]
         for name, secret in secrets:
             value = secret.get_secret_value()
             if value in dev:
@@ -260,14 +271,22 @@ class Settings(BaseSettings):
                     f"{name} must be at least {MIN_SECRET_LENGTH} characters outside development"
                 )
         _check_whsec(self.storefront_webhook_secret.get_secret_value())
-        if self.allow_sandbox and self.environment == "production":
+        if not self.payload_keys:
             raise ValueError(
-                "KASSA_ALLOW_SANDBOX is for a staging environment; production never "
-                "offers the sandbox gateway"
+                "KASSA_PAYLOAD_KEYS must configure the payload encryption keys outside "
+                "development (Temporal would otherwise store order and customer data in clear)"
             )
-        url = self.storefront_webhook_url
-        if url is not None and not url.lower().startswith("https://"):
-            raise ValueError("KASSA_STOREFRONT_WEBHOOK_URL must be https outside development")
+        # The emulator's address is no place for money outside development: Alipay's own
+        # gateway unless another (its sandbox) is set.
+        if "alipay_gateway_url" not in self.model_fields_set:
+            self.alipay_gateway_url = ALIPAY_GATEWAY_URL
+        for name, url in (
+            ("KASSA_STOREFRONT_WEBHOOK_URL", self.storefront_webhook_url),
+            ("KASSA_PUBLIC_API_URL", self.public_api_url),  # gateways' callbacks go there
+            ("KASSA_ALIPAY_GATEWAY_URL", self.alipay_gateway_url),
+        ):
+            if url is not None and not url.lower().startswith("https://"):
+                raise ValueError(f"{name} must be https outside development")
         return self
 
 

@@ -11,11 +11,13 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -44,7 +46,8 @@ def payload_codec(settings: Settings) -> EncryptionCodec | None:
     """The encrypting codec for the configured payload keys; None without keys."""
     if not settings.payload_keys:
         return None
-    return EncryptionCodec(parse_keys(settings.payload_keys))
+    keys = {key_id: key.get_secret_value() for key_id, key in settings.payload_keys.items()}
+    return EncryptionCodec(parse_keys(keys))
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -109,6 +112,34 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
         await client.create_schedule(RECONCILE_SCHEDULE, schedule)
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def ensure_namespace(client: Client, retention: timedelta) -> bool:
+    """Register the client's namespace, keeping closed workflows for `retention`, if the
+    server lacks it; True when this call registered it. One that exists (a Temporal Cloud
+    namespace is made in Cloud) is left as it is."""
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace)
+        )
+        return False
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    try:
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=client.namespace,
+                workflow_execution_retention_period=Duration(
+                    seconds=int(retention.total_seconds())
+                ),
+            )
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:  # another set-up was quicker
+            raise
+        return False
+    return True
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:

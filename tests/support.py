@@ -36,10 +36,11 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app, port: int):
-    """Serve an ASGI app over real HTTP on 127.0.0.1:port for the duration of the block."""
+async def serving(app, port: int, **tls):
+    """Serve an ASGI app over real HTTP on 127.0.0.1:port for the duration of the block;
+    over HTTPS with `ssl_certfile=…, ssl_keyfile=…` (uvicorn's)."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **tls)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -47,7 +48,7 @@ async def serving(app, port: int):
             task.result()
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

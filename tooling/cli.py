@@ -1,4 +1,5 @@
-"""The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa ledger check`,
+"""The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa temporal
+setup` (the namespace and search attributes on an external Temporal), `kassa ledger check`,
 `kassa codec-server` (decrypts payloads for support's Temporal UI), `kassa keys hash` (an API
 key's SHA-256 for KASSA_API_KEYS)."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
+from datetime import timedelta
 
 from kassa.settings import MIN_SECRET_LENGTH, Settings, get_settings, key_hash
 
@@ -31,6 +34,44 @@ async def ledger_check(settings: Settings) -> int:
     return 1 if problems else 0
 
 
+async def temporal_setup(settings: Settings, retention_days: int, wait_seconds: float) -> int:
+    """Make the Temporal server ready for Kassa: its namespace (registered if missing) and
+    Kassa's search attributes (kassa/search.py, the one list). Waits for a server that is
+    still starting, and for a new namespace to serve; safe to run again."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from orchestration import temporal
+
+    # Passing: the server or a new namespace is not ready yet. Anything else (no permission,
+    # a bad request) fails at once.
+    passing = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED}
+    deadline = time.monotonic() + wait_seconds
+    created, added = False, []
+    while True:
+        try:
+            client = await temporal.connect(settings)
+            retention = timedelta(days=retention_days)
+            created = await temporal.ensure_namespace(client, retention) or created
+            added += await temporal.ensure_search_attributes(client)
+            await client.count_workflows()  # the namespace serves requests
+            break
+        except (RuntimeError, RPCError) as err:  # RuntimeError: the server does not answer
+            if isinstance(err, RPCError) and err.status not in passing:
+                print(f"Temporal refused ({err.status.name}): {err.message}", file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print(f"Temporal is not ready after {wait_seconds:.0f}s: {err}", file=sys.stderr)
+                return 1
+            await asyncio.sleep(1)
+    namespace = settings.temporal_namespace
+    print(
+        f"namespace {namespace}: "
+        + (f"registered (retention {retention_days} days)" if created else "exists")
+    )
+    print("search attributes: " + (f"registered {', '.join(added)}" if added else "all there"))
+    return 0
+
+
 def keys_hash(stdin=None) -> int:
     """Print the SHA-256 (hex) of the API key read from stdin (one line), for KASSA_API_KEYS:
     the key itself never goes into the configuration. Refuses keys too short for production."""
@@ -51,6 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the embedded stack in the foreground (make run)")
     commands.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    temporal_parser = commands.add_parser("temporal", help="the Temporal server Kassa uses")
+    temporal_parser.add_argument(
+        "action",
+        choices=["setup"],
+        help="register the namespace (if missing) and Kassa's search attributes",
+    )
+    temporal_parser.add_argument(
+        "--retention-days", type=int, default=30, help="how long a new namespace keeps histories"
+    )
+    temporal_parser.add_argument(
+        "--wait", type=float, default=120, help="seconds to wait for the server to be ready"
+    )
     codec_parser = commands.add_parser(
         "codec-server", help="serve the payload codec for the Temporal UI (KASSA_CODEC_PORT)"
     )
@@ -75,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         from tooling.codec_server import run as serve_codec
 
         return serve_codec(settings, host=args.host)
+    if args.command == "temporal":
+        return asyncio.run(temporal_setup(settings, args.retention_days, args.wait))
     if not settings.database_url:
         parser.error(f"{args.command} needs DATABASE_URL (kassa run prints it)")
     if args.command == "ledger":

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from api.deps import _caller, _support
 from kassa.errors import SupportOnly, Unauthorized
 from kassa.settings import (
+    ALIPAY_GATEWAY_URL,
+    DEV_ALIPAY_GATEWAY_URL,
     DEV_STOREFRONT_KEY,
     DEV_STOREFRONT_WEBHOOK_SECRET,
     DEV_SUPPORT_KEY,
@@ -30,6 +32,7 @@ SHOP_KEY_NEXT = "sk_live_" + "n" * 40
 ALICE_KEY = "sk_live_" + "a" * 40
 STRONG = "x" * 40
 WHSEC = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+PAYLOAD_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def production(**overrides) -> dict:
@@ -40,12 +43,18 @@ def production(**overrides) -> dict:
             {"holder": "shop-web", "role": "storefront", "sha256": key_hash(SHOP_KEY)},
             {"holder": "alice", "role": "support", "sha256": key_hash(ALICE_KEY)},
         ],
-        "sandbox_api_key": STRONG,
-        "sandbox_webhook_secrets": [STRONG],
         "storefront_webhook_secret": WHSEC,
         "storefront_webhook_url": "https://shop.example/hooks",
+        "public_api_url": "https://pay.shop.example",
+        "payload_keys": {"2026-11": PAYLOAD_KEY},
         **overrides,
     }
+
+
+def staging(**overrides) -> dict:
+    """A staging environment that offers the sandbox gateway, and so needs its secrets."""
+    sandbox = {"sandbox_api_key": STRONG, "sandbox_webhook_secrets": [STRONG]}
+    return production(environment="staging", allow_sandbox=True, **{**sandbox, **overrides})
 
 
 def test_a_production_configuration_starts():
@@ -62,12 +71,6 @@ def test_a_production_configuration_starts():
             {"api_keys": [{"holder": "x", "role": "support", "sha256": key_hash(DEV_SUPPORT_KEY)}]},
             "KASSA_API_KEYS",
         ),
-        ({"sandbox_webhook_secrets": [""]}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
-        ({"sandbox_webhook_secrets": [STRONG, "short"]}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
-        ({"sandbox_webhook_secrets": []}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
-        ({"sandbox_webhook_secrets": ["sandbox_whsec_dev"]}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
-        ({"sandbox_api_key": ""}, "KASSA_SANDBOX_API_KEY"),
-        ({"sandbox_api_key": "sandbox_sk_dev"}, "KASSA_SANDBOX_API_KEY"),
         ({"storefront_webhook_secret": DEV_STOREFRONT_WEBHOOK_SECRET}, "WEBHOOK_SECRET"),
         ({"storefront_webhook_secret": "x" * 40}, "KASSA_STOREFRONT_WEBHOOK_SECRET"),
         ({"storefront_webhook_secret": "whsec_" + "!" * 40}, "KASSA_STOREFRONT_WEBHOOK_SECRET"),
@@ -77,28 +80,57 @@ def test_a_production_configuration_starts():
         ),
         ({"storefront_webhook_url": "http://shop.example/hooks"}, "KASSA_STOREFRONT_WEBHOOK_URL"),
         ({"allow_sandbox": True}, "KASSA_ALLOW_SANDBOX"),
+        ({"payload_keys": {}}, "KASSA_PAYLOAD_KEYS"),
+        ({"public_api_url": "http://pay.shop.example"}, "KASSA_PUBLIC_API_URL"),
+        ({"alipay_gateway_url": DEV_ALIPAY_GATEWAY_URL}, "KASSA_ALIPAY_GATEWAY_URL"),
     ],
 )
 def test_production_refuses_to_start_naming_the_setting(overrides, names):
     with pytest.raises(ValidationError, match=names) as refused:
         Settings(**production(**overrides))
     assert STRONG not in str(refused.value)  # the error names the setting, not the values
-    assert WHSEC not in str(refused.value)
+    assert WHSEC not in str(refused.value) and PAYLOAD_KEY not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"sandbox_webhook_secrets": [""]}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
+        ({"sandbox_webhook_secrets": [STRONG, "short"]}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
+        ({"sandbox_webhook_secrets": []}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
+        ({"sandbox_webhook_secrets": ["sandbox_whsec_dev"]}, "KASSA_SANDBOX_WEBHOOK_SECRETS"),
+        ({"sandbox_api_key": ""}, "KASSA_SANDBOX_API_KEY"),
+        ({"sandbox_api_key": "sandbox_sk_dev"}, "KASSA_SANDBOX_API_KEY"),
+    ],
+)
+def test_staging_with_the_sandbox_refuses_weak_sandbox_secrets(overrides, names):
+    with pytest.raises(ValidationError, match=names) as refused:
+        Settings(**staging(**overrides))
+    assert STRONG not in str(refused.value)
+
+
+def test_production_needs_no_secrets_of_the_sandbox_it_never_offers():
+    settings = Settings(**production())  # the development sandbox secrets, unused
+    assert settings.sandbox_api_key.get_secret_value() == "sandbox_sk_dev"
+    assert not settings.sandbox_enabled
 
 
 def test_development_secrets_are_refused_outside_development():
     with pytest.raises(ValidationError, match="KASSA_API_KEYS"):
         Settings(environment="production")
-    keyed = production(sandbox_api_key="sandbox_sk_dev")
+    keyed = staging(storefront_webhook_secret=DEV_STOREFRONT_WEBHOOK_SECRET)
     with pytest.raises(ValidationError, match="development secrets"):
         Settings(**keyed)
 
 
 def test_refusals_come_from_the_environment_too(monkeypatch):
-    monkeypatch.setenv("KASSA_ENVIRONMENT", "production")
+    monkeypatch.setenv("KASSA_ENVIRONMENT", "staging")
+    monkeypatch.setenv("KASSA_ALLOW_SANDBOX", "true")
     monkeypatch.setenv("KASSA_API_KEYS", json.dumps(production()["api_keys"]))
     monkeypatch.setenv("KASSA_SANDBOX_API_KEY", STRONG)
     monkeypatch.setenv("KASSA_STOREFRONT_WEBHOOK_SECRET", WHSEC)
+    monkeypatch.setenv("KASSA_PUBLIC_API_URL", "https://pay.shop.example")
+    monkeypatch.setenv("KASSA_PAYLOAD_KEYS", json.dumps({"2026-11": PAYLOAD_KEY}))
     monkeypatch.setenv("KASSA_SANDBOX_WEBHOOK_SECRETS", '[""]')
     with pytest.raises(ValidationError, match="KASSA_SANDBOX_WEBHOOK_SECRETS"):
         Settings()
@@ -106,8 +138,23 @@ def test_refusals_come_from_the_environment_too(monkeypatch):
     assert Settings().api_keys[0].holder == "shop-web"
 
 
+def test_production_payments_go_to_alipay_itself_over_https():
+    assert Settings().alipay_gateway_url == DEV_ALIPAY_GATEWAY_URL  # the emulator's
+    assert Settings(**production()).alipay_gateway_url == ALIPAY_GATEWAY_URL
+    sandbox = "https://openapi-sandbox.dl.alipaydev.com/gateway.do"
+    staging = Settings(**production(environment="staging", alipay_gateway_url=sandbox))
+    assert staging.alipay_gateway_url == sandbox
+
+
+def test_production_requires_payload_encryption(monkeypatch):
+    monkeypatch.setenv("KASSA_PAYLOAD_KEYS", "{}")
+    with pytest.raises(ValidationError, match="KASSA_PAYLOAD_KEYS must configure"):
+        Settings(**{k: v for k, v in production().items() if k != "payload_keys"})
+    assert Settings().payload_keys == {}  # development may run without
+
+
 def test_a_staging_environment_may_allow_the_sandbox():
-    settings = Settings(**production(environment="staging", allow_sandbox=True))
+    settings = Settings(**staging())
     assert settings.sandbox_enabled
     assert not Settings(**production(environment="staging")).sandbox_enabled
 
@@ -123,12 +170,12 @@ def test_api_keys_are_hashes_and_never_twice():
 
 
 def test_repr_and_dumps_hide_the_secrets():
-    settings = Settings(**production(database_url="postgresql://kassa:pgpassword@db/kassa"))
+    settings = Settings(**staging(database_url="postgresql://kassa:pgpassword@db/kassa"))
     shown = repr(settings) + str(settings)
-    for secret in (STRONG, WHSEC, key_hash(SHOP_KEY), "pgpassword"):
+    for secret in (STRONG, WHSEC, PAYLOAD_KEY, key_hash(SHOP_KEY), "pgpassword"):
         assert secret not in shown
     dumped = f"{settings.model_dump()} {settings.model_dump_json()}"
-    assert STRONG not in dumped and WHSEC not in dumped
+    assert STRONG not in dumped and WHSEC not in dumped and PAYLOAD_KEY not in dumped
     dev = Settings()
     assert "sandbox_whsec_dev" not in repr(dev) and DEV_STOREFRONT_WEBHOOK_SECRET not in repr(dev)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest_asyncio
 from google.protobuf import json_format
+from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
@@ -39,7 +40,8 @@ class KeyedEnv:
 
 @pytest_asyncio.fixture
 async def keyed_settings(settings):
-    return settings.model_copy(update={"payload_keys": KEYS, "codec_cors_origins": [UI]})
+    keys = {key_id: SecretStr(key) for key_id, key in KEYS.items()}
+    return settings.model_copy(update={"payload_keys": keys, "codec_cors_origins": [UI]})
 
 
 @pytest_asyncio.fixture
@@ -131,7 +133,9 @@ async def test_the_codec_server_answers_the_ui_origin_only(codec_server):
 async def test_the_codec_server_says_which_key_it_lacks(keyed_settings, codec_server):
     codec = data_converter(
         keyed_settings.model_copy(
-            update={"payload_keys": {"2025-01": base64.b64encode(os.urandom(32)).decode()}}
+            update={
+                "payload_keys": {"2025-01": SecretStr(base64.b64encode(os.urandom(32)).decode())}
+            }
         )
     ).payload_codec
     [sealed] = await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=b"{}")])
