@@ -74,12 +74,13 @@ class ReconcileActivities:
             activity.heartbeat(order.order_id)
         return ReconcileReport(len(ended), found, await self._resume_orphaned_refunds())
 
-    async def _given_back(self, status: RefundStatus | None, payment_id: str) -> bool:
-        """Its refund runs or is over. A stray recorded whose refund never started (the
-        process died in between) is given back again, by the same refund id."""
-        if status is None:
+    async def _given_back(self, stray: tuple[RefundStatus, datetime] | None, payment_id: str):
+        """Its refund runs or is over. A stray recorded a while ago whose refund never
+        started (the process died in between) is given back again, by the same refund id."""
+        if stray is None:
             return False
-        if status != RefundStatus.PENDING:
+        status, recorded_at = stray
+        if status != RefundStatus.PENDING or recorded_at > datetime.now(UTC) - ORPHANED_AFTER:
             return True
         return await temporal.refund_started(self._temporal, stray_refund_id(payment_id))
 

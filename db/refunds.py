@@ -250,10 +250,13 @@ async def complete_stray(session: AsyncSession, payment_id: str) -> StrayCapture
     )
 
 
-async def stray_payments(session: AsyncSession) -> dict[str, RefundStatus]:
-    """Every recorded stray capture, by gateway payment id, with its refund's status."""
-    rows = await session.execute(select(StrayCapture.payment_id, StrayCapture.status))
-    return dict(rows.tuples().all())
+async def stray_payments(session: AsyncSession) -> dict[str, tuple[RefundStatus, datetime]]:
+    """Every recorded stray capture, by gateway payment id: its refund's status, and when it
+    was recorded."""
+    rows = await session.execute(
+        select(StrayCapture.payment_id, StrayCapture.status, StrayCapture.created_at)
+    )
+    return {payment_id: (status, at) for payment_id, status, at in rows}
 
 
 def as_view(refund: Refund) -> RefundView:

@@ -324,9 +324,10 @@ async def test_production_shaped_stack_survives_a_killed_worker(dev_env, databas
                 f"{api_url}/v1/orders/{order_id}/ledger",
                 headers={"Authorization": f"Bearer {support_key}"},
             )
-            assert [(t["kind"], [e["amount"] for e in t["entries"]]) for t in books.json()] == [
-                ("capture", [amount, -amount])
-            ], books.text
+            assert [
+                (t["kind"], [e["amount"] for e in t["entries"]])
+                for t in books.json()["transactions"]
+            ] == [("capture", [amount, -amount])], books.text
             dev = {"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"}
             refused = await https.get(f"{api_url}/v1/orders/{order_id}", headers=dev)
             assert refused.status_code == 401
