@@ -44,16 +44,7 @@ class RefundActivities:
     async def record_stray_capture(self, request: RefundInput) -> RefundView:
         """Record and book money no order keeps, before the workflow that gives it back."""
         async with self._sessions.begin() as session:
-            stray = await refunds.record_stray(session, request)
-            return RefundView(
-                request.refund_id,
-                request.order_id,
-                stray.status,
-                stray.amount,
-                stray.currency,
-                request.reason,
-                requested_by=request.requested_by,
-            )
+            return refunds.as_stray_view(await refunds.record_stray(session, request), request)
 
     @activity.defn
     async def check_reservation(self, request: RefundInput) -> RefundView:

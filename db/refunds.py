@@ -214,14 +214,7 @@ async def reservation(session: AsyncSession, request: RefundInput) -> RefundView
             request.currency,
         )
         if matches:
-            return RefundView(
-                request.refund_id,
-                request.order_id,
-                stray.status,
-                stray.amount,
-                stray.currency,
-                request.reason,
-            )
+            return as_stray_view(stray, request)
     else:
         refund = await session.get(Refund, request.refund_id)
         order = refund and await session.get(Order, refund.order_id)
@@ -270,6 +263,19 @@ def as_view(refund: Refund) -> RefundView:
         refund.failure_reason,
         refund.failure_code,
         refund.requested_by,
+    )
+
+
+def as_stray_view(stray: StrayCapture, request: RefundInput) -> RefundView:
+    """A stray capture's refund as it stands, for the workflow that gives it back."""
+    return RefundView(
+        request.refund_id,
+        request.order_id,
+        stray.status,
+        stray.amount,
+        stray.currency,
+        request.reason,
+        requested_by=request.requested_by,
     )
 
 
