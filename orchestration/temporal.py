@@ -29,8 +29,10 @@ from temporalio.client import (
     ScheduleSpec,
 )
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from kassa.contracts import RECONCILE_WORKFLOW
@@ -84,8 +86,25 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_options(settings))
+def interceptors() -> list:
+    """Tracing: the client's calls (start, update, signal) carry the trace to the workflow,
+    and a worker on this client continues it into the workflow and its activities."""
+    return [TracingInterceptor()]
+
+
+def sdk_metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Runtime serving the SDK's own metrics (temporal_*) for Prometheus, or None (the
+    default Runtime, none served). One per process: the worker's."""
+    if not settings.temporal_metrics_port:
+        return None
+    address = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    return await Client.connect(
+        **connect_options(settings), interceptors=interceptors(), runtime=runtime
+    )
 
 
 RECONCILE_SCHEDULE = "kassa-reconcile"
