@@ -46,9 +46,7 @@ def promtool() -> str:
 
 
 def run(promtool: str, *args: str) -> str:
-    done = subprocess.run(
-        [promtool, *args], cwd=RULES, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([promtool, *args], cwd=RULES, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
