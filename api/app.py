@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import prometheus_client
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -15,7 +15,7 @@ from sqlalchemy import text
 from temporalio.client import Client
 
 from api import openapi, problems
-from api.deps import authenticates
+from api.deps import authenticates, support_only
 from api.limits import BodySizeLimit
 from api.ratelimit import RateLimits
 from api.routers import checkouts, orders, refunds, support, webhooks
@@ -63,10 +63,10 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             await session.execute(text("select 1"))
         return {"status": "ok"}
 
-    # Kassa's series (kassa/metrics.py) and the process's; the callbacks and API counted
-    # here, the checkouts by the workers that run them. Unauthenticated, like /healthz:
-    # keep it off the public listener (README, Metrics and tracing).
-    @app.get("/metrics", tags=["health"], operation_id="metrics", include_in_schema=False)
+    # Kassa's series (kassa/metrics.py) as this process counted them (the checkouts are
+    # counted by the workers, on their own ports). Support's key: the API's port is public,
+    # and checkout volumes by gateway are nobody else's business.
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(support_only)])
     def metrics() -> Response:
         return Response(prometheus_client.generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

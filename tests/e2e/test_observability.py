@@ -16,12 +16,15 @@ from opentelemetry.trace import SpanKind
 
 from api.app import create_app as create_api
 from gateways.sandbox import sandbox_reference
+from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY
 from kassa.telemetry import configure_tracing
 from orchestration import temporal
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.support import buyer_acts, free_port, serving
 from worker import running_worker
 
+SUPPORT = {"Authorization": f"Bearer {DEV_SUPPORT_KEY}"}
+STOREFRONT = {"Authorization": f"Bearer {DEV_STOREFRONT_KEY}"}
 KASSA_SERIES = [
     'kassa_checkouts_total{gateway="sandbox",outcome="fulfilled"}',
     'kassa_time_to_pay_seconds_count{gateway="sandbox"}',
@@ -63,14 +66,12 @@ async def test_a_checkout_is_one_trace_and_is_counted(dev_env, settings, sandbox
         async with (
             running_worker(client, ours),
             serving(create_api(ours, temporal_client=client), api_port) as api_url,
-            httpx.AsyncClient(base_url=api_url) as raw,  # /metrics asks for no key
+            httpx.AsyncClient(base_url=api_url, headers=SUPPORT) as raw,
         ):
+            refused = await raw.get("/metrics", headers=STOREFRONT)
+            assert refused.status_code == 403
             before = (await raw.get("/metrics")).text
-            async with httpx.AsyncClient(
-                base_url=api_url,
-                headers={"Authorization": "Bearer sk_dev_storefront"},
-                timeout=30,
-            ) as api:
+            async with httpx.AsyncClient(base_url=api_url, headers=STOREFRONT, timeout=30) as api:
                 created = await post_checkout(api, checkout_body())
                 assert created.status_code == 201, created.text
                 order_id = created.json()["order_id"]
