@@ -185,7 +185,7 @@ async def main() -> None:
     configure_tracing(settings, "kassa-worker")
     if settings.worker_metrics_port:
         prometheus_client.start_http_server(settings.worker_metrics_port, settings.metrics_host)
-    client = await temporal.connect(settings, temporal.sdk_metrics_runtime(settings))
+    client = await temporal.connect(settings, temporal.worker_runtime(settings))
     # The workers run reconciliation, so they make sure its schedule exists (in any
     # deployment, not only `kassa run`); one made before, or paused by support, stays.
     await temporal.ensure_reconcile_schedule(client, settings)

@@ -5,6 +5,7 @@ the worker's interceptor), so one checkout's lines are found together."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import structlog
@@ -17,8 +18,8 @@ REPEAT_WINDOW_SECONDS = 60.0
 
 
 class DropRepeats(logging.Filter):
-    """A warning repeated word for word (the SDK's, while the server is away) shows once a
-    minute, not once per poll."""
+    """A warning repeated word for word shows once a minute, not once per poll; the SDK's
+    (its core's, forwarded: orchestration/temporal.py) also when only a count changes."""
 
     def __init__(self, window: float = REPEAT_WINDOW_SECONDS) -> None:
         super().__init__()
@@ -28,7 +29,10 @@ class DropRepeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.getMessage())
+        message = record.getMessage()
+        if record.name.startswith("temporalio"):  # "retried 6 times", "retried 7 times": one
+            message = re.sub(r"\d+", "#", message)
+        key = (record.name, message)
         now = time.monotonic()
         if now - self._last.get(key, -self._window) < self._window:
             return False

@@ -60,7 +60,7 @@ async def test_a_checkout_is_one_trace_and_is_counted(dev_env, settings, sandbox
             "temporal_metrics_port": free_port(),
         }
     )
-    client = await temporal.connect(ours, temporal.sdk_metrics_runtime(ours))
+    client = await temporal.connect(ours, temporal.worker_runtime(ours))
     kassa_server, _ = prometheus_client.start_http_server(free_port(), "127.0.0.1")
     try:
         async with (

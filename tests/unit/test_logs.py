@@ -24,6 +24,15 @@ def test_a_repeated_warning_shows_once_a_window():
     assert DropRepeats(window=0).filter(record("x"))
 
 
+def test_the_sdks_retry_warnings_are_one_whatever_their_count():
+    drop = DropRepeats(window=60)
+    assert drop.filter(record("poll_workflow_task_queue retried 6 times"))
+    assert not drop.filter(record("poll_workflow_task_queue retried 7 times"))
+    ours = "kassa.watch"
+    assert drop.filter(record("order 1 stuck", name=ours))
+    assert drop.filter(record("order 2 stuck", name=ours))  # ours differ by their ids
+
+
 def test_http_client_lines_are_quiet_by_default():
     from kassa.logs import configure_logging
 
