@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import signal
 from collections.abc import Callable, Mapping
-from contextlib import asynccontextmanager
-from datetime import timedelta
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import prometheus_client
+import structlog
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -30,11 +35,14 @@ from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
 from activities.refunds import RefundActivities
 from activities.risk import RiskActivities
+from db import watch
 from db.engine import make_engine, make_sessionmaker
 from gateways import build_gateways
+from kassa import metrics
 from kassa.errors import DatabaseRefused
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
+from kassa.telemetry import configure_tracing
 from orchestration import temporal
 from workflows.checkout import CheckoutWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -68,6 +76,25 @@ class _RefusalsArePermanent(ActivityInboundInterceptor):
             raise DatabaseRefused(
                 f"the database refused it (SQLSTATE {sqlstate}): {err.orig}"
             ) from err
+
+
+class LogContext(Interceptor):
+    """Our log lines inside an activity carry its workflow id and order id (structlog's
+    context variables), so one checkout's lines are found together (with the trace id)."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _BindsContext(next)
+
+
+class _BindsContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput):
+        info = activity.info()
+        context = {"workflow_id": info.workflow_id, "activity": info.activity_type}
+        order_id = next((a.order_id for a in input.args if hasattr(a, "order_id")), None)
+        if order_id is not None:
+            context["order_id"] = order_id
+        with structlog.contextvars.bound_contextvars(**context):
+            return await super().execute_activity(input)
 
 
 def activities_of(*objects) -> list[Callable]:
@@ -109,7 +136,8 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=[replace.get(a.__name__, a) for a in activities],
-        interceptors=[DatabaseRefusals()],
+        # Tracing comes with the client (orchestration/temporal.py).
+        interceptors=[LogContext(), DatabaseRefusals()],
     )
 
 
@@ -123,6 +151,7 @@ async def running_worker(
     """A worker with its own engine and HTTP client, for as long as the block runs."""
     engine = make_engine(settings.database_url)
     async with httpx.AsyncClient() as http:
+        HTTPXClientInstrumentor.instrument_client(http)  # spans, and traceparent to gateways
         worker = build_worker(
             client, settings, make_sessionmaker(engine), http, task_queue, replace
         )
@@ -131,18 +160,46 @@ async def running_worker(
     await engine.dispose()
 
 
+WATCH_EVERY_SECONDS = 60.0
+
+
+async def watch_waiting(sessions: async_sessionmaker, every: float = WATCH_EVERY_SECONDS):
+    """Keep the gauges of held payments and stuck checkouts current, from the database."""
+    while True:
+        try:
+            now = datetime.now(UTC)
+            async with sessions() as session:
+                waiting = await watch.waiting(session, now)
+            metrics.HELD_WAITING.set(waiting.held)
+            since = waiting.held_since
+            metrics.HELD_OLDEST.set((now - since).total_seconds() if since else 0)
+            metrics.STUCK_CHECKOUTS.set(waiting.stuck)
+        except Exception:  # the database away a while: the next round tries again
+            logging.getLogger("kassa.watch").warning("could not sample waiting orders")
+        await asyncio.sleep(every)
+
+
 async def main() -> None:
     settings = get_settings()
     configure_logging()
-    client = await temporal.connect(settings)
+    configure_tracing(settings, "kassa-worker")
+    if settings.worker_metrics_port:
+        prometheus_client.start_http_server(settings.worker_metrics_port, settings.metrics_host)
+    client = await temporal.connect(settings, temporal.worker_runtime(settings))
     # The workers run reconciliation, so they make sure its schedule exists (in any
     # deployment, not only `kassa run`); one made before, or paused by support, stays.
     await temporal.ensure_reconcile_schedule(client, settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    engine = make_engine(settings.database_url)
+    watching = asyncio.create_task(watch_waiting(make_sessionmaker(engine)))
     async with running_worker(client, settings):
         await stop.wait()  # leaving the block shuts the worker down gracefully
+    watching.cancel()
+    with suppress(asyncio.CancelledError):
+        await watching
+    await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from temporalio import activity
 
 from db import webhooks
+from kassa import metrics
 from kassa.contracts import StorefrontEvent
 from kassa.settings import Settings
 
@@ -49,6 +50,7 @@ class NotifyActivities:
             )
         url = self._settings.storefront_webhook_url
         if not url:
+            metrics.WEBHOOK_DELIVERIES.labels("skipped").inc()
             return False
         body = json.dumps(payload)
         now = datetime.now(UTC)
@@ -69,6 +71,7 @@ class NotifyActivities:
             delivered, failure = False, repr(exc)
         async with self._sessions.begin() as session:
             await webhooks.count_attempt(session, event.event_id, delivered)
+        metrics.WEBHOOK_DELIVERIES.labels("delivered" if delivered else "failed").inc()
         if not delivered:
             # Retried by Temporal with backoff for `storefront_webhook_retry_hours`.
             raise RuntimeError(f"storefront webhook {event.event_id} not accepted: {failure}")

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from db import orders
+from kassa import metrics
 from kassa.contracts import CheckoutInput, StatusChange
 from kassa.errors import IllegalStatusTransition
 from kassa.statuses import OrderStatus
@@ -34,6 +35,7 @@ class OrderActivities:
         """Move the order to `change.status` if the lifecycle allows it; a repeat is a no-op,
         also once the order has moved on from there."""
         async with self._sessions.begin() as session:
+            before = await orders.status_of(session, change.order_id)
             moved = await orders.move(
                 session,
                 change.order_id,
@@ -43,6 +45,8 @@ class OrderActivities:
                 change.payment_id,
             )
             if moved:
+                if before != change.status:  # a repeat (retry, replayed task) counts nothing
+                    _count(moved)
                 return
             current = await orders.status_of(session, change.order_id)
         if current in _after(change.status):
@@ -53,3 +57,13 @@ class OrderActivities:
         raise IllegalStatusTransition(
             f"order {change.order_id} cannot move from {current} to {change.status}"
         )
+
+
+def _count(order) -> None:
+    if order.status.is_final:
+        metrics.CHECKOUTS.labels(str(order.status), order.gateway).inc()
+    elif order.status == OrderStatus.ON_HOLD:
+        metrics.PAYMENTS_HELD.labels(order.gateway).inc()
+    elif order.status == OrderStatus.PAID and order.paid_at is not None:
+        waited = (order.paid_at - order.created_at).total_seconds()
+        metrics.TIME_TO_PAY.labels(order.gateway).observe(max(waited, 0.0))

@@ -10,7 +10,7 @@ from activities.payments import gateway_named
 from db import entitlements, orders, refunds
 from db import ledger as books
 from gateways.base import NewRefund, PaymentGateway
-from kassa import ledger
+from kassa import ledger, metrics
 from kassa.contracts import RefundFailure, RefundInput, RefundView
 from kassa.errors import RefundStateConflict
 from kassa.statuses import OrderStatus, RefundStatus
@@ -105,6 +105,7 @@ class RefundActivities:
                         stray.currency,
                     )
                     await books.post(session, posting)
+                    metrics.REFUNDS.labels(str(RefundStatus.SUCCEEDED)).inc()
                 return
             completed = await refunds.complete(session, request.refund_id)
             if completed is None:
@@ -128,9 +129,12 @@ class RefundActivities:
                 order.order_id, order.gateway, refund.refund_id, refund.amount, refund.currency
             )
             await books.post(session, posting)
+        metrics.REFUNDS.labels(str(RefundStatus.SUCCEEDED)).inc()
 
     @activity.defn
     async def fail_refund(self, failure: RefundFailure) -> None:
         """Release the reservation; the order keeps its money and its status."""
         async with self._sessions.begin() as session:
-            await refunds.fail(session, failure.refund_id, failure.code, failure.reason)
+            failed = await refunds.fail(session, failure.refund_id, failure.code, failure.reason)
+        if failed:
+            metrics.REFUNDS.labels(str(RefundStatus.FAILED)).inc()

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import ledger as books
 from db.models import Order, Refund, StrayCapture
-from kassa import ledger
+from kassa import ledger, metrics
 from kassa.contracts import RefundInput, RefundView
 from kassa.errors import OrderNotFound, RefundNotReserved, TooManyRefunds
 from kassa.reasons import ReasonCode
@@ -132,9 +132,10 @@ async def complete(session: AsyncSession, refund_id: str) -> tuple[Refund, Order
     return refund, order
 
 
-async def fail(session: AsyncSession, refund_id: str, code: ReasonCode, reason: str) -> None:
-    """Release the reservation (or a stray capture's refund: support takes over)."""
-    await session.execute(
+async def fail(session: AsyncSession, refund_id: str, code: ReasonCode, reason: str) -> bool:
+    """Release the reservation (or a stray capture's refund: support takes over); False if
+    it was no longer pending (failed before: a retry)."""
+    failed = await session.execute(
         update(Refund)
         .where(Refund.refund_id == refund_id)
         .where(Refund.status == RefundStatus.PENDING)
@@ -151,6 +152,7 @@ async def fail(session: AsyncSession, refund_id: str, code: ReasonCode, reason: 
         .where(StrayCapture.status == RefundStatus.PENDING)
         .values(status=RefundStatus.FAILED)
     )
+    return failed.rowcount > 0
 
 
 async def pending_since(session: AsyncSession, before: datetime) -> list[tuple[Refund, str]]:
@@ -167,7 +169,7 @@ async def pending_since(session: AsyncSession, before: datetime) -> list[tuple[R
 async def record_stray(session: AsyncSession, request: RefundInput) -> StrayCapture:
     """Money no order keeps, once per gateway payment, and booked (gateway +, unallocated −):
     the reservation its refund needs. The row as it stands."""
-    await session.execute(
+    inserted = await session.scalar(
         insert(StrayCapture)
         .values(
             payment_id=request.payment_id,
@@ -180,7 +182,10 @@ async def record_stray(session: AsyncSession, request: RefundInput) -> StrayCapt
             status=RefundStatus.PENDING,
         )
         .on_conflict_do_nothing(index_elements=[StrayCapture.payment_id])
+        .returning(StrayCapture.payment_id)
     )
+    if inserted is not None:  # counted here: the one place every stray is first recorded
+        metrics.STRAYS_FOUND.labels(request.gateway, str(request.stray)).inc()
     stray = await session.get(StrayCapture, request.payment_id)
     await books.post(
         session,

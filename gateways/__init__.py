@@ -8,12 +8,13 @@ import httpx
 
 from gateways.alipay import AlipayGateway
 from gateways.base import PaymentGateway
+from gateways.metered import Metered
 from gateways.sandbox import SandboxGateway
 from kassa.settings import Settings
 
 
 def build_gateways(settings: Settings, http: httpx.AsyncClient) -> dict[str, PaymentGateway]:
-    """Every gateway this deployment can use, by the name the API accepts."""
+    """Every gateway this deployment can use, by the name the API accepts, metered."""
     gateways: dict[str, PaymentGateway] = {}
     if settings.sandbox_enabled:  # development, or a staging environment that allows it
         gateways["sandbox"] = SandboxGateway(
@@ -33,4 +34,4 @@ def build_gateways(settings: Settings, http: httpx.AsyncClient) -> dict[str, Pay
             (keys / "gateway_public.pem").read_bytes(),
             cashier=settings.alipay_cashier,
         )
-    return gateways
+    return {name: Metered(gateway) for name, gateway in gateways.items()}

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     codec_port: int = 8081
     codec_cors_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
 
+    # Metrics (Prometheus): the API serves Kassa's on its own port at /metrics; each worker
+    # serves Kassa's on worker_metrics_port and the Temporal SDK's on temporal_metrics_port
+    # (both at /metrics, on metrics_host). 0: not served.
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+    temporal_metrics_port: int = 9465
+    # Traces (OpenTelemetry) are sent to this OTLP/HTTP URL when set, e.g.
+    # http://collector:4318/v1/traces; unset: kept in the process (ids still in the logs).
+    otlp_traces_url: str | None = None
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Where gateways send callbacks; the API's address as the outside world sees it (https

@@ -8,6 +8,7 @@ without keys (development, and the recorded histories)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -29,8 +30,17 @@ from temporalio.client import (
     ScheduleSpec,
 )
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from kassa.contracts import RECONCILE_WORKFLOW
@@ -84,8 +94,35 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_options(settings))
+def interceptors() -> list:
+    """Tracing: the client's calls (start, update, signal) carry the trace to the workflow,
+    and a worker on this client continues it into the workflow and its activities."""
+    return [TracingInterceptor()]
+
+
+def worker_runtime(settings: Settings) -> Runtime:
+    """The worker's Runtime (one per process): it serves the SDK's own metrics (temporal_*)
+    for Prometheus on temporal_metrics_port (0: not served), and sends the SDK core's
+    warnings through Python's logging, where a warning repeated every poll is shown once a
+    minute (kassa/logs.py) instead of straight to the console."""
+    address = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=address)
+            if settings.temporal_metrics_port
+            else None,
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            ),
+        )
+    )
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    return await Client.connect(
+        **connect_options(settings), interceptors=interceptors(), runtime=runtime
+    )
 
 
 RECONCILE_SCHEDULE = "kassa-reconcile"

@@ -25,3 +25,29 @@ async def test_not_now_is_retried(status):
 async def test_never_is_permanent(status):
     with pytest.raises(GatewayRejected):
         await gateway_answering(status).get_payment("ord_1")
+
+
+async def test_failed_calls_are_counted_by_gateway_call_and_kind():
+    from prometheus_client import REGISTRY
+
+    from gateways.metered import Metered
+
+    def errors(kind: str) -> float:
+        labels = {"gateway": "sandbox", "call": "get_payment", "kind": kind}
+        return REGISTRY.get_sample_value("kassa_gateway_call_errors_total", labels) or 0.0
+
+    def calls() -> float:
+        labels = {"gateway": "sandbox", "call": "get_payment"}
+        return REGISTRY.get_sample_value("kassa_gateway_call_seconds_count", labels) or 0.0
+
+    before = errors("error"), errors("rejected"), calls()
+    with pytest.raises(GatewayError):
+        await Metered(gateway_answering(503)).get_payment("ord_1")
+    with pytest.raises(GatewayRejected):
+        await Metered(gateway_answering(404)).get_payment("ord_1")
+    assert (errors("error"), errors("rejected"), calls()) == (
+        before[0] + 1,
+        before[1] + 1,
+        before[2] + 2,
+    )
+    assert Metered(gateway_answering(200)).reference("o", 2) == "o~2"  # the rest, untouched

@@ -70,7 +70,9 @@ def merchant_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
         return JSONResponse(body, status_code=status_code)
 
     @router.post("/v1/payments", status_code=201)
-    async def create_payment(body: PaymentIn):
+    async def create_payment(body: PaymentIn, traceparent: Annotated[str | None, Header()] = None):
+        if traceparent is not None:
+            state.traceparents[body.merchant_order_id] = traceparent
         if (failure := await api_fault()) is not None:
             return failure
         existing = state.by_order.get(body.merchant_order_id)

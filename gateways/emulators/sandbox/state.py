@@ -47,6 +47,9 @@ class SandboxState:
     refunds: dict[str, dict] = field(default_factory=dict)
     outbox: dict[str, dict] = field(default_factory=dict)  # callbacks to deliver (outbox.py)
     callbacks: list[dict] = field(default_factory=list)  # one row per delivery attempt
+    # The W3C trace context each payment's creation came with, by merchant order id (kept in
+    # memory only): tests check that the trace reaches the gateway.
+    traceparents: dict[str, str] = field(default_factory=dict)
     behaviour: SandboxBehaviour = field(default_factory=SandboxBehaviour)
 
     def save(self) -> None:
