@@ -150,6 +150,7 @@ async def ensure_search_attributes(client: Client) -> list[str]:
     kinds = {
         SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
     }
     try:
         existing = await client.operator_service.list_search_attributes(

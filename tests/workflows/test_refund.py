@@ -70,7 +70,7 @@ async def refund(
             reason="changed my mind",
             requested_by=requested_by,
         )
-        request = refunds.as_input(reserved, checkout.gateway)
+        request = refunds.as_input(reserved, checkout.gateway, checkout.customer_id)
     return await env.client.start_workflow(
         RefundWorkflow.run, request, id=refund_workflow_id(request.refund_id), task_queue=task_queue
     )
@@ -259,9 +259,15 @@ async def test_refund_the_gateway_fails_releases_the_reservation(
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.refunded_amount) == ("fulfilled", 0)
     assert len(await ledger_of(sessions, checkout.order_id)) == 2  # the capture alone
-    # Support finds it by its search attribute.
-    described = await handle.describe()
-    assert described.typed_search_attributes.get(search.REFUND_STATUS) == "failed"
+    # Support finds it by its search attributes: whose, how much, and that it needs a human.
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(search.REFUND_STATUS) == "failed"
+    assert attributes.get(search.NEEDS_ATTENTION) == "refund_failed"
+    assert attributes.get(search.REFUND_KIND) == "requested"
+    assert attributes.get(search.ORDER_ID) == checkout.order_id
+    assert attributes.get(search.CUSTOMER_ID) == checkout.customer_id
+    assert (attributes.get(search.AMOUNT_MINOR), attributes.get(search.CURRENCY)) == (3000, "CNY")
+    assert attributes.get(search.PAYMENT_STATUS) is None
 
 
 async def test_a_refund_started_outside_kassa_is_refused(
@@ -316,7 +322,9 @@ class TestCompensation:
 
         return {"grant_entitlements": grant_fails}
 
-    async def test_failed_grant_is_compensated(self, started, sessions, sandbox, storefront):
+    async def test_failed_grant_is_compensated(
+        self, started, workflow_env, sessions, sandbox, storefront
+    ):
         checkout = new_checkout(amount=4500)
         view, handle = await started(checkout)
         await pay(view, handle)
@@ -343,6 +351,24 @@ class TestCompensation:
         assert order_told["reason_code"] == ReasonCode.FULFILMENT_FAILED_REFUNDED
         assert order_told["reason"] == ReasonCode.FULFILMENT_FAILED_REFUNDED.text
         assert "catalogue" not in str(webhooks)
+        refund_handle = workflow_env.client.get_workflow_handle(
+            refund_workflow_id(compensation_refund_id(checkout.order_id))
+        )
+        described = await refund_handle.describe()
+        attributes = described.typed_search_attributes
+        assert attributes.get(search.REFUND_KIND) == "compensation"
+        assert attributes.get(search.CUSTOMER_ID) == checkout.customer_id
+        assert (attributes.get(search.AMOUNT_MINOR), attributes.get(search.CURRENCY)) == (
+            4500,
+            "CNY",
+        )
+        assert attributes.get(search.NEEDS_ATTENTION) is None
+        assert await described.static_summary() == (
+            f"Refund (compensation) of 45.00 CNY on order {checkout.order_id}"
+        )
+        checkout_attributes = (await handle.describe()).typed_search_attributes
+        assert checkout_attributes.get(search.PAYMENT_STATUS) == "refunded"
+        assert checkout_attributes.get(search.NEEDS_ATTENTION) is None
         await record_history(handle, "checkout-compensated")
 
 
