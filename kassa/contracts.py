@@ -195,6 +195,14 @@ class RiskDecision:
 
 
 @dataclass(frozen=True)
+class ReconcileInput:
+    """One reconciliation pass (the schedule's input, named in the UI rather than a bare
+    number): compare the orders that ended in the last `lookback_hours` with the gateways."""
+
+    lookback_hours: int = 72
+
+
+@dataclass(frozen=True)
 class ReconcileReport:
     """One reconciliation pass: how many ended orders were compared with their gateway, and
     the captures found that no order keeps (each now has a refund on its way)."""

@@ -33,7 +33,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from kassa.contracts import RECONCILE_WORKFLOW
+from kassa.contracts import RECONCILE_WORKFLOW, ReconcileInput
 from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
 from orchestration.codec import EncryptionCodec, parse_keys
@@ -97,7 +97,7 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             RECONCILE_WORKFLOW,
-            settings.reconcile_lookback_hours,
+            ReconcileInput(lookback_hours=settings.reconcile_lookback_hours),
             id="reconcile",  # the schedule appends the time of each run
             task_queue=settings.task_queue,
         ),

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 from db.models import StrayCapture
 from gateways.sandbox import sandbox_reference
 from kassa import search
+from kassa.contracts import ReconcileInput
 from kassa.ids import refund_workflow_id, stray_refund_id
 from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
@@ -180,6 +181,9 @@ async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
 
     assert schedule.spec.intervals[0].every == timedelta(minutes=settings.reconcile_every_minutes)
     assert schedule.action.workflow == "ReconcileWorkflow"
+    # Its input is named (the UI shows {"lookback_hours": 72}), not a bare number.
+    [request] = await dev_env.client.data_converter.decode(schedule.action.args, [ReconcileInput])
+    assert request == ReconcileInput(lookback_hours=settings.reconcile_lookback_hours)
     assert schedule.action.task_queue == settings.task_queue
 
 
