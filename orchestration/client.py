@@ -155,6 +155,11 @@ async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus |
         return None
 
 
+async def checkout_status(client: Client, order_id: str) -> WorkflowExecutionStatus | None:
+    """How the order's checkout workflow stands; None if none ran (within retention)."""
+    return await _status(client, checkout_workflow_id(order_id))
+
+
 async def checkout_runs(client: Client, order_id: str) -> bool:
     """Whether the order's checkout workflow still runs."""
     status = await _status(client, checkout_workflow_id(order_id))
