@@ -64,7 +64,7 @@ class ReconcileActivities:
                 kind = stray_kind(order.status, order.gateway_payment_id, event)
                 if kind is None:
                     continue
-                refund = RefundInput.for_stray(event, order.gateway, kind)
+                refund = RefundInput.for_stray(event, order.gateway, kind, order.customer_id)
                 async with self._sessions.begin() as session:
                     await refunds.record_stray(session, refund)
                 if await temporal.give_back(

@@ -156,6 +156,7 @@ class CheckoutIn(BaseModel):
             status_check_first_seconds=settings.status_check_first_seconds,
             status_check_max_seconds=settings.status_check_max_seconds,
             max_payment_attempts=settings.max_payment_attempts,
+            hold_escalate_hours=settings.hold_escalate_hours,
         )
 
 

@@ -167,6 +167,19 @@ async def ended_since(session: AsyncSession, since: datetime) -> list[Order]:
     )
 
 
+async def unfinished(session: AsyncSession, limit: int) -> list[Order]:
+    """Orders that have not ended, least recently changed first, at most `limit` (support's
+    `kassa support stuck` asks Temporal whether each one's checkout still runs)."""
+    return list(
+        await session.scalars(
+            select(Order)
+            .where(Order.status.not_in(ENDED))
+            .order_by(Order.updated_at, Order.order_id)
+            .limit(limit)
+        )
+    )
+
+
 async def record_callback(session: AsyncSession, event: PaymentEvent, payload: dict) -> None:
     """The inbox of verified gateway callbacks: one row per gateway event id."""
     await session.execute(

@@ -284,7 +284,7 @@ def as_stray_view(stray: StrayCapture, request: RefundInput) -> RefundView:
     )
 
 
-def as_input(refund: Refund, gateway: str) -> RefundInput:
+def as_input(refund: Refund, gateway: str, customer_id: str | None = None) -> RefundInput:
     """The workflow input of a refund the API or reconciliation reserved."""
     return RefundInput(
         refund.refund_id,
@@ -294,6 +294,7 @@ def as_input(refund: Refund, gateway: str) -> RefundInput:
         refund.currency,
         refund.reason,
         refund.requested_by,
+        customer_id=customer_id,
     )
 
 

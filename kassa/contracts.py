@@ -13,7 +13,14 @@ from datetime import datetime
 
 from kassa.ids import compensation_refund_id, stray_refund_id
 from kassa.reasons import ReasonCode
-from kassa.statuses import Caller, OrderStatus, PaymentOutcome, RefundStatus, StrayKind
+from kassa.statuses import (
+    Caller,
+    OrderStatus,
+    PaymentOutcome,
+    RefundKind,
+    RefundStatus,
+    StrayKind,
+)
 
 # Workflow type names: the client side (orchestration/client.py) starts workflows by name, so
 # it never imports workflow code.
@@ -46,6 +53,9 @@ class CheckoutInput:
     # How many gateway payments the buyer may open, the first included: after a decline the
     # buyer may try again within the window. Bounded, so a checkout cannot test stolen cards.
     max_payment_attempts: int = 1
+    # A payment held for support escalates (NeedsAttention = held_payment_overdue) after
+    # this long, and says again how long it has waited each such period; the hold goes on.
+    hold_escalate_hours: int = 24
 
     @property
     def amount(self) -> int:
@@ -185,6 +195,14 @@ class RiskDecision:
 
 
 @dataclass(frozen=True)
+class ReconcileInput:
+    """One reconciliation pass (the schedule's input, named in the UI rather than a bare
+    number): compare the orders that ended in the last `lookback_hours` with the gateways."""
+
+    lookback_hours: int = 72
+
+
+@dataclass(frozen=True)
 class ReconcileReport:
     """One reconciliation pass: how many ended orders were compared with their gateway, and
     the captures found that no order keeps (each now has a refund on its way)."""
@@ -222,6 +240,17 @@ class RefundInput:
     payment_id: str | None = None
     stray: StrayKind | None = None
     attempt: int | None = None
+    customer_id: str | None = None  # whose money it is, for support (unset: not known)
+
+    @property
+    def kind(self) -> str:
+        """Why the money goes back (the RefundKind search attribute): a stray capture's
+        kind, a compensation (Kassa's own), or `requested`."""
+        if self.stray:
+            return str(self.stray)
+        if self.requested_by == Caller.SYSTEM:
+            return str(RefundKind.COMPENSATION)
+        return str(RefundKind.REQUESTED)
 
     @classmethod
     def compensation(cls, checkout: CheckoutInput, reason: str) -> RefundInput:
@@ -234,10 +263,13 @@ class RefundInput:
             checkout.currency,
             reason,
             Caller.SYSTEM,
+            customer_id=checkout.customer_id,
         )
 
     @classmethod
-    def for_stray(cls, event: PaymentEvent, gateway: str, kind: StrayKind) -> RefundInput:
+    def for_stray(
+        cls, event: PaymentEvent, gateway: str, kind: StrayKind, customer_id: str | None = None
+    ) -> RefundInput:
         """The one refund that gives back a capture no order keeps."""
         return cls(
             stray_refund_id(event.payment_id),
@@ -250,6 +282,7 @@ class RefundInput:
             payment_id=event.payment_id,
             stray=kind,
             attempt=event.attempt,
+            customer_id=customer_id,
         )
 
 

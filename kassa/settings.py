@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     status_check_max_seconds: int = 300
     # Gateway payments a buyer may open per order: after a decline, try again in the window.
     max_payment_attempts: int = Field(3, ge=1, le=10)
+    # A payment held for support (paid another amount) escalates after this many hours.
+    hold_escalate_hours: int = Field(24, ge=1)
 
     # Reconciliation (对账): a schedule compares recently ended orders with their gateways.
     reconcile_every_minutes: int = Field(15, ge=1)

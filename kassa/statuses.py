@@ -103,6 +103,13 @@ class StrayKind(StrEnum):
     OVERPAYMENT = "overpayment"  # what was paid beyond the amount, once support accepted it
 
 
+class RefundKind(StrEnum):
+    """Why a refund gives money back, besides the StrayKind of a stray capture's refund."""
+
+    REQUESTED = "requested"  # by the storefront or support
+    COMPENSATION = "compensation"  # fulfilment failed after payment: everything goes back
+
+
 class Caller(StrEnum):
     """Who asked: the storefront's key, the support key, or Kassa itself (compensation)."""
 

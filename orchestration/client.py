@@ -74,6 +74,7 @@ async def start_checkout(
                 SearchAttributePair(search.PAYMENT_STATUS, str(OrderStatus.CREATED)),
                 SearchAttributePair(search.GATEWAY, checkout.gateway),
                 SearchAttributePair(search.AMOUNT_MINOR, checkout.amount),
+                SearchAttributePair(search.CURRENCY, checkout.currency),
             ]
         ),
         static_summary=(
@@ -154,6 +155,11 @@ async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus |
         return None
 
 
+async def checkout_status(client: Client, order_id: str) -> WorkflowExecutionStatus | None:
+    """How the order's checkout workflow stands; None if none ran (within retention)."""
+    return await _status(client, checkout_workflow_id(order_id))
+
+
 async def checkout_runs(client: Client, order_id: str) -> bool:
     """Whether the order's checkout workflow still runs."""
     status = await _status(client, checkout_workflow_id(order_id))
@@ -184,7 +190,10 @@ async def _signal(client: Client, workflow_id: str, signal: str, event) -> bool:
 async def start_refund(client: Client, task_queue: str, refund: RefundInput) -> None:
     """Start the workflow of a reserved refund, once: a repeated request, or reconciliation
     resuming a reservation whose start never happened, finds the one there is."""
-    summary = f"Refund {refund.refund_id} of order {refund.order_id}"
+    summary = (
+        f"Refund ({refund.kind}) of {format_amount(refund.amount, refund.currency)} "
+        f"on order {refund.order_id}"
+    )
     await _start_refund_workflow(
         client,
         task_queue,
@@ -207,7 +216,10 @@ async def give_back(
     same capture, by callback or by reconciliation, reaches the same workflow: its id comes
     from the gateway payment and it is started with signal-with-start, so two reports start
     one refund."""
-    summary = f"Refund of the {refund.stray} {event.payment_id} on order {event.order_id}"
+    summary = (
+        f"Refund ({refund.kind}) of {format_amount(refund.amount, refund.currency)} "
+        f"on order {event.order_id}: payment {event.payment_id}"
+    )
     started = await _start_refund_workflow(
         client, task_queue, refund, summary, start_signal="report", start_signal_args=[event]
     )

@@ -43,7 +43,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from kassa.contracts import RECONCILE_WORKFLOW
+from kassa.contracts import RECONCILE_WORKFLOW, ReconcileInput
 from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import Settings
 from orchestration.codec import EncryptionCodec, parse_keys
@@ -134,7 +134,7 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             RECONCILE_WORKFLOW,
-            settings.reconcile_lookback_hours,
+            ReconcileInput(lookback_hours=settings.reconcile_lookback_hours),
             id="reconcile",  # the schedule appends the time of each run
             task_queue=settings.task_queue,
         ),
@@ -187,6 +187,7 @@ async def ensure_search_attributes(client: Client) -> list[str]:
     kinds = {
         SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
     }
     try:
         existing = await client.operator_service.list_search_attributes(

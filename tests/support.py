@@ -199,11 +199,12 @@ async def ledger_of(sessions, order_id: str) -> list[tuple[str, str, int]]:
 
 async def reconcile(stack):
     """One reconciliation pass, as the schedule runs it: the workflow on the stack's worker."""
+    from kassa.contracts import ReconcileInput
     from workflows.reconcile import ReconcileWorkflow
 
     return await stack.temporal.execute_workflow(
         ReconcileWorkflow.run,
-        24,
+        ReconcileInput(lookback_hours=24),
         id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
         task_queue=stack.settings.task_queue,
     )

@@ -1,7 +1,8 @@
 """The `kassa` command: `kassa run` (the embedded stack), `kassa migrate`, `kassa temporal
 setup` (the namespace and search attributes on an external Temporal), `kassa ledger check`,
 `kassa codec-server` (decrypts payloads for support's Temporal UI), `kassa keys hash` (an API
-key's SHA-256 for KASSA_API_KEYS)."""
+key's SHA-256 for KASSA_API_KEYS), `kassa support stuck` / `kassa support show ORDER` (support's
+desk: tooling/support.py)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,29 @@ async def temporal_setup(settings: Settings, retention_days: int, wait_seconds: 
     return 0
 
 
+async def support(settings: Settings, action: str, order_id: str | None, limit: int) -> int:
+    """`stuck`: the table of everything needing a human; `show`: one order's story."""
+    from db.engine import make_engine, make_sessionmaker
+    from orchestration import temporal
+    from tooling import support as desk
+
+    client = await temporal.connect(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        if action == "stuck":
+            print(desk.render_stuck(await desk.stuck(client, sessions, limit)))
+            return 0
+        story = await desk.show(client, sessions, order_id)
+    finally:
+        await engine.dispose()
+    if story is None:
+        print(f"no order {order_id}", file=sys.stderr)
+        return 1
+    print(story)
+    return 0
+
+
 def keys_hash(stdin=None) -> int:
     """Print the SHA-256 (hex) of the API key read from stdin (one line), for KASSA_API_KEYS:
     the key itself never goes into the configuration. Refuses keys too short for production."""
@@ -116,6 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     keys_parser.add_argument(
         "action", choices=["hash"], help="print the SHA-256 of the key read from stdin"
     )
+    support_parser = commands.add_parser(
+        "support", help="support's desk (Temporal and the database)"
+    )
+    support_actions = support_parser.add_subparsers(dest="action", required=True)
+    stuck_parser = support_actions.add_parser(
+        "stuck", help="everything that needs a human, oldest first"
+    )
+    stuck_parser.add_argument(
+        "--limit", type=int, default=500, help="at most this many from each source"
+    )
+    show_parser = support_actions.add_parser(
+        "show", help="an order, its checkout in Temporal, its refunds and ledger"
+    )
+    show_parser.add_argument("order_id", metavar="ORDER")
     args = parser.parse_args(argv)
     if args.command == "keys":  # needs no settings: run it before any are configured
         return keys_hash()
@@ -134,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} needs DATABASE_URL (kassa run prints it)")
     if args.command == "ledger":
         return asyncio.run(ledger_check(settings))
+    if args.command == "support":
+        order_id = getattr(args, "order_id", None)
+        return asyncio.run(support(settings, args.action, order_id, getattr(args, "limit", 500)))
     from db.engine import migrate
 
     migrate(settings.database_url)

@@ -54,7 +54,7 @@ def _postgres(settings: Settings) -> str:
 def temporal_server_command(db_file: Path, port: int, ui_port: int | None) -> list[str]:
     """`temporal server start-dev` persisted to `db_file`, with Kassa's search attributes;
     `ui_port` None runs it headless (the crash tests start it this way too)."""
-    kinds = {"KEYWORD": "Keyword", "INT": "Int"}
+    kinds = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
     command = [
         str(BIN / "temporal"),
         "server",

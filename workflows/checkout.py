@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import FailureError
 
 from workflows.collect import Collection
@@ -24,7 +25,15 @@ from workflows.fulfilment import AFTER_PAYMENT
 from workflows.payment import DECISIVE, Payment, Verdict
 from workflows.refund import give_back, refund_and_wait
 from workflows.saga import Saga
-from workflows.steps import ask_gateway, db_step, details, failure_message, notify_storefront
+from workflows.steps import (
+    ask_gateway,
+    attention,
+    db_step,
+    details,
+    failure_message,
+    notify_storefront,
+    show,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
@@ -45,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from kassa.ids import checkout_workflow_id
     from kassa.money import format_amount
     from kassa.reasons import ReasonCode
+    from kassa.search import NeedsAttention
     from kassa.statuses import OrderStatus, StrayKind
 
 CONFIRM_WITHIN = timedelta(minutes=1)  # unanswered: the status checks and the close remain
@@ -75,11 +85,8 @@ class CheckoutWorkflow:
         collection = Collection(checkout, self._payment, expires_at)
         if failure := await collection.open():
             return await self._finish(OrderStatus.FAILED, ReasonCode.PAYMENT_FAILED, failure)
-        self._set_status(OrderStatus.AWAITING_PAYMENT)
-        workflow.set_current_details(
-            f"Waiting for the buyer to pay {self._amount()} at {checkout.gateway} since "
-            f"{workflow.now():%Y-%m-%d %H:%M:%S} UTC; the payment window closes at "
-            f"{expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        self._set_status(
+            OrderStatus.AWAITING_PAYMENT, search.PAYMENT_EXPIRES_AT.value_set(expires_at)
         )
         if failure := await collection.until_decided(self._tell_declined):
             return await self._finish(OrderStatus.FAILED, ReasonCode.PAYMENT_FAILED, failure)
@@ -120,6 +127,8 @@ class CheckoutWorkflow:
             checkout.order_id, OrderStatus.AWAITING_PAYMENT, ReasonCode.DECLINED_MAY_RETRY, note
         )
         await db_step(OrderActivities.set_status, declined, "record the decline")
+        # Still awaiting_payment for the storefront; support tells it apart from untouched.
+        show(search.PAYMENT_STATUS.value_set(search.DECLINED_MAY_RETRY))
         # In the background: a storefront that is down must not hold up the buyer's retry.
         event = StorefrontEvent(
             f"evt_{checkout.order_id}_declined_{payment.attempt}",
@@ -137,8 +146,10 @@ class CheckoutWorkflow:
         # The buyer paid and got nothing: if even this fails, the checkout fails, loudly.
         saga.add(
             "refund the payment",
-            lambda why: refund_and_wait(
-                RefundInput.compensation(checkout, why), errors.CompensationFailed
+            lambda why: self._give_back(
+                RefundInput.compensation(checkout, why),
+                errors.CompensationFailed,
+                NeedsAttention.COMPENSATION_FAILED,
             ),
         )
         try:
@@ -162,43 +173,80 @@ class CheckoutWorkflow:
         view is returned). Accept: the excess goes back and the checkout goes on as paid."""
         payment, checkout = self._payment, self._checkout
         held = payment.held
-        reason = (
-            f"paid {held.amount} {held.currency} (minor units) instead of "
-            f"{checkout.amount} {checkout.currency}"
-        )
+        reason = f"paid {format_amount(held.amount, held.currency)} instead of {self._amount()}"
         hold = StatusChange(
             checkout.order_id, OrderStatus.ON_HOLD, ReasonCode.AMOUNT_MISMATCH, reason
         )
         await db_step(OrderActivities.set_status, hold, "hold for support")
         self._code, self._reason = ReasonCode.AMOUNT_MISMATCH, reason
         self._set_status(OrderStatus.ON_HOLD)
-        details(
-            f"Held for support: {reason}; refund (or accept, if more than the amount) with "
-            f"POST /v1/orders/{checkout.order_id}/review"
-        )
-        await workflow.wait_condition(lambda: payment.review is not None)
+        await self._await_review(reason)
         review = payment.review
         if not review.accept:
-            refund = RefundInput.for_stray(held, checkout.gateway, StrayKind.AMOUNT_MISMATCH)
-            await refund_and_wait(refund, errors.HeldRefundFailed)
+            refund = RefundInput.for_stray(
+                held, checkout.gateway, StrayKind.AMOUNT_MISMATCH, checkout.customer_id
+            )
+            await self._give_back(refund, errors.HeldRefundFailed, NeedsAttention.REFUND_FAILED)
             return await self._finish(
                 OrderStatus.FAILED,
                 ReasonCode.REFUNDED_ON_REVIEW,
                 f"{reason}; refunded on support's decision: {review.note}",
             )
         excess = replace(held, amount=held.amount - checkout.amount)
-        refund = RefundInput.for_stray(excess, checkout.gateway, StrayKind.OVERPAYMENT)
+        refund = RefundInput.for_stray(
+            excess, checkout.gateway, StrayKind.OVERPAYMENT, checkout.customer_id
+        )
         try:
             await refund_and_wait(refund, errors.ExcessRefundFailed)
-            outcome = f"{excess.amount} refunded"
+            outcome = f"{format_amount(excess.amount, excess.currency)} refunded"
         except errors.ExcessRefundFailed as err:
-            # The order is kept all the same; the failed refund (RefundStatus = 'failed',
-            # stray_captures) is support's, and the books hold the excess as unallocated.
+            # The order is kept all the same; the failed refund (its NeedsAttention says
+            # refund_failed; stray_captures) is support's, and the books hold the excess as
+            # unallocated.
             outcome = err.message
         self._code = ReasonCode.ACCEPTED_ON_REVIEW
         self._reason = f"{reason}; accepted on support's decision, {outcome}: {review.note}"
         payment.accept_held()
         return None
+
+    async def _await_review(self, reason: str) -> None:
+        """Until support decides. The hold never ends by itself, but once it has waited
+        longer than the checkout's `hold_escalate_hours` it says so (NeedsAttention =
+        held_payment_overdue), and again each such period, with how long it has waited."""
+        payment, checkout = self._payment, self._checkout
+        since = workflow.now()
+        review = (
+            "refund (or accept, if more than the amount) with "
+            f"POST /v1/orders/{checkout.order_id}/review"
+        )
+        details(f"Held for support: {reason}; {review}")
+        period = timedelta(hours=checkout.hold_escalate_hours)
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: payment.review is not None,
+                    timeout=period,
+                    timeout_summary="a held payment escalates",
+                )
+                return
+            except TimeoutError:
+                waited = (workflow.now() - since) // timedelta(hours=1)
+                show(attention(NeedsAttention.HELD_PAYMENT_OVERDUE))
+                workflow.set_current_details(
+                    f"Overdue: held for support for {waited} h (since "
+                    f"{since:%Y-%m-%d %H:%M:%S} UTC): {reason}; {review}"
+                )
+
+    async def _give_back(
+        self, refund: RefundInput, failure: type[errors.KassaError], why: NeedsAttention
+    ) -> None:
+        """A refund the checkout cannot end without: if it fails for good, the checkout
+        fails loudly, and says what needs a human on its way out."""
+        try:
+            await refund_and_wait(refund, failure)
+        except failure:
+            show(attention(why))
+            raise
 
     async def _finish(
         self, status: OrderStatus, code: ReasonCode | None = None, reason: str | None = None
@@ -222,7 +270,7 @@ class CheckoutWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         kind = StrayKind.DOUBLE_PAYMENT if status.is_paid else StrayKind.LATE_PAYMENT
         while strays := self._payment.take_strays():  # and those reported meanwhile
-            await give_back(strays, self._checkout.gateway, kind)
+            await give_back(strays, self._checkout.gateway, kind, self._checkout.customer_id)
         return self._view()
 
     # ---- messages -----------------------------------------------------------------------------
@@ -314,9 +362,12 @@ class CheckoutWorkflow:
     def _amount(self) -> str:
         return format_amount(self._checkout.amount, self._checkout.currency)
 
-    def _set_status(self, status: OrderStatus) -> None:
+    def _set_status(self, status: OrderStatus, *also: SearchAttributeUpdate) -> None:
+        """The status, and what needs a human with it: a held payment, else nothing (a
+        cause that ends without a status, a failed compensation, fails the workflow)."""
         self._status = status
-        workflow.upsert_search_attributes([search.PAYMENT_STATUS.value_set(str(status))])
+        held = NeedsAttention.HELD_PAYMENT if status == OrderStatus.ON_HOLD else None
+        show(search.PAYMENT_STATUS.value_set(str(status)), attention(held), *also)
 
     def _view(self) -> CheckoutView:
         c, declined = self._checkout, self._payment.decline_note

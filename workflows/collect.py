@@ -5,6 +5,7 @@ word from the gateway means is decided by the `Payment` (workflows/payment.py)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -13,16 +14,33 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.payment import Payment, Verdict
-from workflows.steps import GATEWAY_CALL, GATEWAY_RETRY, ask_gateway, details, wait_for_word
+from workflows.steps import (
+    GATEWAY_CALL,
+    GATEWAY_RETRY,
+    ask_gateway,
+    attention,
+    details,
+    failure_message,
+    gave_up_in_time,
+    resolved,
+    show,
+    wait_for_word,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
+    from kassa import search
     from kassa.contracts import CheckoutInput, OpenPaymentInput, OrderRef, PaymentEvent
-    from kassa.statuses import PaymentOutcome
+    from kassa.money import format_amount
+    from kassa.search import NeedsAttention
+    from kassa.statuses import OrderStatus, PaymentOutcome
 
 # Opening the payment must finish while the storefront's request still waits for the URL.
 # Room for a retry after a worker died mid-call, well inside the shortest payment window.
 OPEN_PAYMENT_DEADLINE = timedelta(seconds=45)
+# A close that has kept failing this long is support's to look at (NeedsAttention =
+# gateway_unreachable); it goes on trying all the same, the order waits for its answer.
+CLOSE_ALERT = timedelta(minutes=10)
 
 
 class Collection:
@@ -30,6 +48,7 @@ class Collection:
 
     def __init__(self, checkout: CheckoutInput, payment: Payment, expires_at: datetime) -> None:
         self.checkout, self.payment, self.expires_at = checkout, payment, expires_at
+        self._window: asyncio.Task | None = None  # the payment window's own timer
 
     async def open(self) -> str | None:
         """Open the current attempt's payment at the gateway; the failure, if it could not."""
@@ -53,28 +72,54 @@ class Collection:
         gateway. `on_decline` tells the order and the storefront that the buyer may retry.
         Returns why it failed, if a retry's payment could not be opened."""
         payment = self.payment
-        await self._wait_for_the_buyer()
-        while payment.may_retry() and await self._await_retry(on_decline):
-            if failure := await self._open_next_attempt():
-                return failure
+        # One named timer for the whole window, so the UI shows when it closes.
+        self._window = asyncio.create_task(
+            workflow.sleep(
+                max(self.expires_at - workflow.now(), timedelta(0)),
+                summary="payment window closes",
+            )
+        )
+        try:
             await self._wait_for_the_buyer()
+            while payment.may_retry() and await self._await_retry(on_decline):
+                if failure := await self._open_next_attempt():
+                    return failure
+                await self._wait_for_the_buyer()
+        finally:
+            self._window.cancel()
         if payment.verdict == Verdict.UNDECIDED:
             # Expiry or cancellation: close at the gateway first, then decide (invariant 3).
             details(f"Closing the unpaid payment at {self.checkout.gateway}")
             await self.close()
         return None
 
+    def _window_closed(self) -> bool:
+        return self._window is not None and self._window.done()
+
     async def close(self) -> None:
         """Close the current payment at the gateway; if the buyer paid first, that capture
         is judged like any word from the gateway."""
         checkout, payment = self.checkout, self.payment
-        closed = await workflow.execute_activity_method(
-            PaymentActivities.close_payment,
-            OrderRef(checkout.order_id, checkout.gateway, payment.attempt),
-            start_to_close_timeout=GATEWAY_CALL,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
-            summary="close the payment at the gateway",
-        )
+        while True:
+            try:
+                closed = await workflow.execute_activity_method(
+                    PaymentActivities.close_payment,
+                    OrderRef(checkout.order_id, checkout.gateway, payment.attempt),
+                    start_to_close_timeout=GATEWAY_CALL,
+                    schedule_to_close_timeout=CLOSE_ALERT,
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+                    summary="close the payment at the gateway",
+                )
+                break
+            except ActivityError as err:
+                if not gave_up_in_time(err):
+                    raise  # a refusal: as before, the checkout fails loudly
+                show(attention(NeedsAttention.GATEWAY_UNREACHABLE))
+                details(
+                    f"Closing the payment at {checkout.gateway} keeps failing "
+                    f"({failure_message(err)}); still trying"
+                )
+        resolved(NeedsAttention.GATEWAY_UNREACHABLE)
         captured = None
         if closed.outcome == PaymentOutcome.SUCCEEDED:
             captured = PaymentEvent.answered(
@@ -91,6 +136,13 @@ class Collection:
         meanwhile ask the gateway, backing off (a few checks per 15 minutes)."""
         checkout, payment = self.checkout, self.payment
         order = OrderRef(checkout.order_id, checkout.gateway, payment.attempt)
+        show(search.PAYMENT_STATUS.value_set(str(OrderStatus.AWAITING_PAYMENT)))  # after a retry
+        workflow.set_current_details(
+            f"Waiting for the buyer to pay {format_amount(checkout.amount, checkout.currency)} "
+            f"at {checkout.gateway} since {workflow.now():%Y-%m-%d %H:%M:%S} UTC (attempt "
+            f"{payment.attempt} of {payment.max_attempts}); the payment window closes at "
+            f"{self.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
 
         async def ask(interval: timedelta) -> None:
             # Bounded: a gateway outage must not keep us from the callback or the deadline.
@@ -110,11 +162,10 @@ class Collection:
                 )
 
         await wait_for_word(
-            payment.waiting_is_over,
+            lambda: payment.waiting_is_over() or self._window_closed(),
             ask,
             first=timedelta(seconds=checkout.status_check_first_seconds),
             most=timedelta(seconds=checkout.status_check_max_seconds),
-            until=self.expires_at,
             summary="callback, or time to ask the gateway",
         )
 
@@ -127,14 +178,10 @@ class Collection:
             "Declined; waiting for the buyer to try again until "
             f"{self.expires_at:%Y-%m-%d %H:%M:%S} UTC"
         )
-        try:
-            await workflow.wait_condition(
-                payment.retry_wait_is_over,
-                timeout=max(self.expires_at - workflow.now(), timedelta(0)),
-                timeout_summary="the buyer's retry",
-            )
-        except TimeoutError:
-            # Close it before failing the order: the gateway may have captured it after all.
+        await workflow.wait_condition(lambda: payment.retry_wait_is_over() or self._window_closed())
+        if not payment.retry_wait_is_over():
+            # The window closed. Close the payment before failing the order: the gateway may
+            # have captured it after all.
             await self.close()
         return payment.end_retry_wait()
 

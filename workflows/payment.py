@@ -33,6 +33,7 @@ from kassa.errors import (
     OrderOnHold,
     RetryNotAllowed,
 )
+from kassa.money import format_amount
 from kassa.statuses import OrderStatus, PaymentOutcome
 
 DECISIVE = (PaymentOutcome.SUCCEEDED, PaymentOutcome.DECLINED)
@@ -236,6 +237,7 @@ class Payment:
         held = self.held
         if decision.accept and (held.currency != self.currency or held.amount < self.amount):
             raise CannotAccept(
-                f"only a payment of more than {self.amount} {self.currency} can be accepted "
-                f"(the excess is refunded); {held.amount} {held.currency} can only be refunded"
+                f"only a payment of more than {format_amount(self.amount, self.currency)} can "
+                f"be accepted (the excess is refunded); "
+                f"{format_amount(held.amount, held.currency)} can only be refunded"
             )

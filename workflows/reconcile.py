@@ -11,13 +11,15 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
-    from kassa.contracts import RECONCILE_WORKFLOW, ReconcileReport
+    from kassa.contracts import RECONCILE_WORKFLOW, ReconcileInput, ReconcileReport
 
 
 @workflow.defn(name=RECONCILE_WORKFLOW)
 class ReconcileWorkflow:
     @workflow.run
-    async def run(self, lookback_hours: int) -> ReconcileReport:
+    async def run(self, request: ReconcileInput | int) -> ReconcileReport:
+        # A bare number: the input of a schedule created before ReconcileInput existed.
+        lookback_hours = request if isinstance(request, int) else request.lookback_hours
         workflow.set_current_details(
             f"Comparing the orders that ended in the last {lookback_hours} h with their gateways"
         )

@@ -8,7 +8,9 @@ workflow checks that reservation, refusing one started from outside Kassa, asks 
 for the gateway to settle it: a callback makes it ask the gateway at once, and while none
 comes it asks anyway, backing off from seconds to an hour. On success the refund is recorded
 everywhere in one database transaction; on a permanent failure the reservation is released
-and support finds the refund by `RefundStatus = 'failed'`.
+and support finds the refund by `NeedsAttention = 'refund_failed'`. Its search attributes
+(OrderId, CustomerId, AmountMinor, Currency, Gateway, RefundKind, RefundStatus) say whose
+and what; its reason, free text, is only in its details.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from workflows.steps import (
     GATEWAY_CALL,
     GATEWAY_RETRY,
     ask_gateway,
+    attention,
     db_step,
     failure_message,
+    gave_up_in_time,
     notify_storefront,
+    resolved,
+    show,
     wait_for_word,
 )
 
@@ -44,11 +50,16 @@ with workflow.unsafe.imports_passed_through():
     from kassa.ids import refund_workflow_id
     from kassa.money import format_amount
     from kassa.reasons import ReasonCode
+    from kassa.search import NeedsAttention
     from kassa.statuses import RefundStatus, StrayKind
 
 FIRST_CHECK = timedelta(seconds=10)
 CONFIRM_WITHIN = timedelta(minutes=1)  # an unanswered confirmation: the next check asks again
 LAST_CHECK_INTERVAL = timedelta(hours=1)
+# Asking the gateway for the refund has kept failing this long: support looks (it goes on).
+REQUEST_ALERT = timedelta(minutes=10)
+# Still not settled after this long: someone has to act (the gateway, the buyer's bank).
+SETTLE_ALERT = timedelta(days=1)
 
 
 @workflow.defn(name=REFUND_WORKFLOW)
@@ -65,13 +76,15 @@ class RefundWorkflow:
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
-        workflow.upsert_search_attributes(
-            [
-                search.ORDER_ID.value_set(refund.order_id),
-                search.REFUND_STATUS.value_set(str(self._status)),
-                # Support lists stray captures by PaymentStatus = 'late_payment' and so on.
-                *([search.PAYMENT_STATUS.value_set(str(refund.stray))] if refund.stray else []),
-            ]
+        show(
+            search.ORDER_ID.value_set(refund.order_id),
+            search.REFUND_STATUS.value_set(str(self._status)),
+            # Support lists stray captures by RefundKind = 'late_payment' and so on.
+            search.REFUND_KIND.value_set(refund.kind),
+            search.AMOUNT_MINOR.value_set(refund.amount),
+            search.CURRENCY.value_set(refund.currency),
+            search.GATEWAY.value_set(refund.gateway),
+            *([search.CUSTOMER_ID.value_set(refund.customer_id)] if refund.customer_id else []),
         )
         try:
             reserved = await db_step(
@@ -88,31 +101,49 @@ class RefundWorkflow:
             return self._view()
 
         shown = format_amount(refund.amount, refund.currency)
-        workflow.set_current_details(f"Asking {refund.gateway} to refund {shown}")
-        try:
-            status = await workflow.execute_activity_method(
-                RefundActivities.request_refund,
-                refund,
-                start_to_close_timeout=GATEWAY_CALL,
-                retry_policy=GATEWAY_RETRY,
-                summary=f"refund {shown} at the gateway",
-            )
-        except ActivityError as err:
-            return await self._fail(
-                ReasonCode.REFUND_FAILED,
-                f"the gateway refused the refund: {failure_message(err)}",
-            )
+        # The reason is free text: here, in the encrypted details, never a search attribute.
+        about = f"{shown} of order {refund.order_id} ({refund.reason})"
+        workflow.set_current_details(f"Asking {refund.gateway} to refund {about}")
+        while True:
+            try:
+                status = await workflow.execute_activity_method(
+                    RefundActivities.request_refund,
+                    refund,
+                    start_to_close_timeout=GATEWAY_CALL,
+                    schedule_to_close_timeout=REQUEST_ALERT,
+                    retry_policy=GATEWAY_RETRY,
+                    summary=f"refund {shown} at the gateway",
+                )
+                break
+            except ActivityError as err:
+                if gave_up_in_time(err):  # unreachable: keep trying
+                    show(attention(NeedsAttention.GATEWAY_UNREACHABLE))
+                    workflow.set_current_details(
+                        f"Asking {refund.gateway} to refund {about} keeps failing "
+                        f"({failure_message(err)}); still trying"
+                    )
+                    continue
+                return await self._fail(
+                    ReasonCode.REFUND_FAILED,
+                    f"the gateway refused the refund: {failure_message(err)}",
+                )
+        resolved(NeedsAttention.GATEWAY_UNREACHABLE)
+        asked_at = workflow.now()
         if status != RefundStatus.PENDING:
             self._settled = status
         self._asked = True
         workflow.set_current_details(
-            f"Waiting for {refund.gateway} to settle the refund of {shown}"
+            f"Waiting for {refund.gateway} to settle the refund of {about}"
         )
 
         async def ask(interval: timedelta) -> None:
+            pending = workflow.now() - asked_at
+            if pending >= SETTLE_ALERT:
+                show(attention(NeedsAttention.REFUND_NEEDS_ACTION))
             workflow.set_current_details(
-                f"Waiting for {refund.gateway} to settle the refund of {shown} "
-                f"(checked at {workflow.now():%Y-%m-%d %H:%M:%S} UTC; next check in {interval})"
+                f"Waiting for {refund.gateway} to settle the refund of {about} for "
+                f"{pending // timedelta(hours=1)} h (checked at "
+                f"{workflow.now():%Y-%m-%d %H:%M:%S} UTC; next check in {interval})"
             )
             answer = await ask_gateway(
                 RefundActivities.refund_status, refund, "ask about the refund", LAST_CHECK_INTERVAL
@@ -135,7 +166,7 @@ class RefundWorkflow:
             )
         await db_step(RefundActivities.complete_refund, refund, "record the refund")
         self._set_status(RefundStatus.SUCCEEDED)
-        workflow.set_current_details(f"Refunded {shown}")
+        workflow.set_current_details(f"Refunded {about}")
         await self._notify()
         return self._view()
 
@@ -192,8 +223,10 @@ class RefundWorkflow:
         )
 
     def _set_status(self, status: RefundStatus) -> None:
+        """The status, and what needs a human: a failed refund leaves the money with us."""
         self._status = status
-        workflow.upsert_search_attributes([search.REFUND_STATUS.value_set(str(status))])
+        failed = NeedsAttention.REFUND_FAILED if status == RefundStatus.FAILED else None
+        show(search.REFUND_STATUS.value_set(str(status)), attention(failed))
 
     def _view(self) -> RefundView:
         r = self._refund
@@ -228,16 +261,19 @@ async def refund_and_wait(refund: RefundInput, failure: type[errors.KassaError])
         refund,
         id=refund_workflow_id(refund.refund_id),
         parent_close_policy=ParentClosePolicy.ABANDON,
+        static_summary=refund_summary(refund),
     )
     if result.status != RefundStatus.SUCCEEDED:
         raise failure(f"{failure.title} for order {refund.order_id} ({result.failure_reason})")
 
 
-async def give_back(strays: list[PaymentEvent], gateway: str, kind: StrayKind) -> None:
+async def give_back(
+    strays: list[PaymentEvent], gateway: str, kind: StrayKind, customer_id: str | None = None
+) -> None:
     """Start the refund of every capture an order does not keep, without waiting for them.
     Reports that come later reach the same refunds through the API (same ids)."""
     for event in strays:
-        refund = RefundInput.for_stray(event, gateway, kind)
+        refund = RefundInput.for_stray(event, gateway, kind, customer_id)
         await _reserve(refund)
         try:
             await workflow.start_child_workflow(
@@ -245,9 +281,19 @@ async def give_back(strays: list[PaymentEvent], gateway: str, kind: StrayKind) -
                 refund,
                 id=refund_workflow_id(refund.refund_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=refund_summary(refund),
             )
         except WorkflowAlreadyStartedError:
             pass
+
+
+def refund_summary(refund: RefundInput) -> str:
+    """The refund's one line in the UI's list (orchestration/client.py says the same for
+    the refunds the API and reconciliation start)."""
+    return (
+        f"Refund ({refund.kind}) of {format_amount(refund.amount, refund.currency)} "
+        f"on order {refund.order_id}"
+    )
 
 
 async def _reserve(refund: RefundInput) -> None:

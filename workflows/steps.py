@@ -4,15 +4,18 @@ webhook, and waiting for a gateway's word while asking it now and then."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
+    from kassa import search
     from kassa.contracts import StorefrontEvent
+    from kassa.search import NeedsAttention
 
 DB_STEP = timedelta(seconds=10)
 GATEWAY_CALL = timedelta(seconds=15)  # the adapters time out after 10 s
@@ -25,6 +28,33 @@ GATEWAY_RETRY = RetryPolicy(
 def details(doing: str) -> None:
     """What support reads in the UI: what the workflow does, and since when."""
     workflow.set_current_details(f"{doing} (since {workflow.now():%Y-%m-%d %H:%M:%S} UTC)")
+
+
+def show(*updates: SearchAttributeUpdate) -> None:
+    """Upsert the search attributes that change; none changing, no command."""
+    shown = workflow.info().typed_search_attributes
+    changed = [u for u in updates if shown.get(u.key) != u.value]
+    if changed:
+        workflow.upsert_search_attributes(changed)
+
+
+def attention(what: NeedsAttention | None) -> SearchAttributeUpdate:
+    """The NeedsAttention update: what needs a human, or None (unset) when nothing does."""
+    key = search.NEEDS_ATTENTION
+    return key.value_unset() if what is None else key.value_set(str(what))
+
+
+def resolved(what: NeedsAttention) -> None:
+    """Clear NeedsAttention if it still says `what` (another cause may have replaced it)."""
+    if workflow.info().typed_search_attributes.get(search.NEEDS_ATTENTION) == what:
+        show(attention(None))
+
+
+def gave_up_in_time(err: ActivityError) -> bool:
+    """The activity kept failing until its schedule-to-close time ran out (the server says
+    so by the timeout, or by the retry state when the next retry would come too late),
+    rather than failing for good."""
+    return isinstance(err.cause, ActivityTimeout) or err.retry_state == RetryState.TIMEOUT
 
 
 def failure_message(err: BaseException) -> str:
@@ -63,24 +93,18 @@ async def wait_for_word(
     *,
     first: timedelta,
     most: timedelta,
-    until: datetime | None = None,
     summary: str,
 ) -> None:
-    """Wait until `decided()` (a callback arrived, a request came) or `until`; meanwhile ask
-    the gateway (`ask`, given how long its answer may take) after `first`, then twice as
-    long each time up to `most`, so a lost callback cannot lose a payment or a refund."""
+    """Wait until `decided()` (a callback arrived, a request came, a deadline's own timer
+    fired); meanwhile ask the gateway (`ask`, given how long its answer may take) after
+    `first`, then twice as long each time up to `most`, so a lost callback cannot lose a
+    payment or a refund."""
     interval = first
     while not decided():
-        timeout = interval
-        if until is not None:
-            left = until - workflow.now()
-            if left <= timedelta(0):
-                return
-            timeout = min(interval, left)
         try:
-            await workflow.wait_condition(decided, timeout=timeout, timeout_summary=summary)
+            await workflow.wait_condition(decided, timeout=interval, timeout_summary=summary)
         except TimeoutError:
-            if until is not None and workflow.now() >= until:
+            if decided():
                 return
             await ask(interval)
             interval = min(interval * 2, most)

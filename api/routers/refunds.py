@@ -104,7 +104,11 @@ async def create_refund(
 
     audit.info("%s asks refund %s of order %s", caller.who, refund.refund_id, order_id)
     try:
-        await start_refund(temporal, settings.task_queue, refunds.as_input(refund, order.gateway))
+        await start_refund(
+            temporal,
+            settings.task_queue,
+            refunds.as_input(refund, order.gateway, order.customer_id),
+        )
     except RPCError as err:  # the reservation stands; the same request again starts it
         raise errors.RefundNotStarted() from err
     return RefundOut.of(refund)

@@ -144,7 +144,7 @@ async def _report_stray(
         )
     kind = stray_kind(order.status, order.gateway_payment_id, event)
     if kind is not None:
-        refund = RefundInput.for_stray(event, order.gateway, kind)
+        refund = RefundInput.for_stray(event, order.gateway, kind, order.customer_id)
         async with sessions.begin() as session:
             await refunds.record_stray(session, refund)  # its refund refuses what is not
         await temporal_client.give_back(temporal, settings.task_queue, refund, event)

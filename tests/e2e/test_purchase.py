@@ -5,6 +5,7 @@ the workflow on the Temporal dev server fulfils the order, the storefront gets i
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import func, select
@@ -93,6 +94,9 @@ async def test_purchase_is_paid_on_the_gateway_page_and_fulfilled(
     assert described.typed_search_attributes.get(search.ORDER_ID) == order_id
     assert described.typed_search_attributes.get(search.PAYMENT_STATUS) == "fulfilled"
     assert described.typed_search_attributes.get(search.AMOUNT_MINOR) == 29700
+    assert described.typed_search_attributes.get(search.CURRENCY) == "CNY"
+    assert described.typed_search_attributes.get(search.PAYMENT_EXPIRES_AT) is not None
+    assert described.typed_search_attributes.get(search.NEEDS_ATTENTION) is None
     assert order_id in (await described.static_summary())
     await record_history(handle, "checkout-fulfilled")
 
@@ -208,8 +212,13 @@ async def test_declined_then_paid_on_a_second_attempt(stack, sandbox, storefront
         if order_of_sandbox_reference(p["merchant_order_id"]) == order_id
     ]
     assert sorted(p["status"] for p in at_gateway) == ["declined", "succeeded"]
-    events = [e["payload"]["type"] for e in storefront.for_order(order_id)]
-    assert events[0] == "order.payment_declined" and events[-1] == "order.fulfilled"
+
+    # The order row says fulfilled a moment before its webhook arrives.
+    def events():
+        told = [e["payload"]["type"] for e in storefront.for_order(order_id)]
+        return told if told and told[-1] == "order.fulfilled" else None
+
+    assert (await eventually(events))[0] == "order.payment_declined"
 
 
 async def test_the_order_says_can_retry_while_the_checkout_does(stack):
@@ -255,7 +264,24 @@ async def test_the_workflow_can_be_queried_for_its_state(stack):
     details = metadata.current_details
     assert details.startswith("Waiting for the buyer to pay 297.00 CNY at sandbox since ")
     assert "the payment window closes at" in details
+    # The deadline is a search attribute and a timer of its own, named in the UI.
+    described = await handle.describe()
+    expires_at = datetime.fromisoformat(checkout["payment"]["expires_at"])
+    shown = described.typed_search_attributes.get(search.PAYMENT_EXPIRES_AT)
+    assert abs(shown - expires_at) < timedelta(seconds=1)
+    assert described.typed_search_attributes.get(search.PAYMENT_STATUS) == "awaiting_payment"
+    assert "payment window closes" in await timer_summaries(stack.temporal, handle)
     await handle.terminate("test finished")
+
+
+async def timer_summaries(client, handle) -> list[str]:
+    """The summaries of the workflow's timers, as the UI shows them."""
+    summaries = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("timer_started_event_attributes") and event.HasField("user_metadata"):
+            [text] = await client.data_converter.decode([event.user_metadata.summary], [str])
+            summaries.append(text)
+    return summaries
 
 
 async def _completed(handle) -> bool:

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 from db.models import StrayCapture
 from gateways.sandbox import sandbox_reference
 from kassa import search
+from kassa.contracts import ReconcileInput
 from kassa.ids import refund_workflow_id, stray_refund_id
 from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
@@ -42,7 +43,8 @@ async def test_a_payment_after_expiry_is_refunded(stack, sandbox, sessions, sett
     assert (payment["status"], payment["refunded_amount"]) == ("succeeded", 29700)
     assert len([r for r in sandbox.refunds.values() if r["payment_id"] == payment_id]) == 1
     async with stack.http() as api:
-        assert (await api.get(f"/v1/orders/{order['order_id']}")).json()["status"] == "expired"
+        shown = (await api.get(f"/v1/orders/{order['order_id']}")).json()
+    assert shown["status"] == "expired"
     assert await ledger_of(sessions, order["order_id"]) == [
         ("stray_capture", "gateway:sandbox", 29700),
         ("stray_capture", "unallocated", -29700),
@@ -52,7 +54,17 @@ async def test_a_payment_after_expiry_is_refunded(stack, sandbox, sessions, sett
     described = await stack.temporal.get_workflow_handle(
         refund_workflow_id(stray_refund_id(payment_id))
     ).describe()
-    assert described.typed_search_attributes.get(search.PAYMENT_STATUS) == "late_payment"
+    # Support lists stray refunds by their kind; PaymentStatus is the checkouts' alone.
+    attributes = described.typed_search_attributes
+    assert attributes.get(search.REFUND_KIND) == "late_payment"
+    assert attributes.get(search.PAYMENT_STATUS) is None
+    assert attributes.get(search.ORDER_ID) == order["order_id"]
+    assert attributes.get(search.CUSTOMER_ID) == shown["customer_id"]
+    assert (attributes.get(search.AMOUNT_MINOR), attributes.get(search.CURRENCY)) == (29700, "CNY")
+    assert attributes.get(search.NEEDS_ATTENTION) is None
+    assert await described.static_summary() == (
+        f"Refund (late_payment) of 297.00 CNY on order {shown['order_id']}: payment {payment_id}"
+    )
 
 
 async def test_a_second_payment_is_refunded_and_the_first_kept(stack, sandbox, sessions, settings):
@@ -98,7 +110,7 @@ async def test_a_payment_of_another_amount_is_held_until_support_refunds_it(
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "failed"
     assert decided.json()["reason_code"] == "refunded_on_review"
-    assert "paid 100 CNY" in decided.json()["reason_detail"]  # support is told it all
+    assert "paid 1.00 CNY instead of" in decided.json()["reason_detail"]  # support is told it all
     assert "refunded on support's decision" in decided.json()["reason_detail"]
     payment_id = sandbox.by_order[order_id]
     assert sandbox.payments[payment_id]["refunded_amount"] == 100
@@ -169,6 +181,9 @@ async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
 
     assert schedule.spec.intervals[0].every == timedelta(minutes=settings.reconcile_every_minutes)
     assert schedule.action.workflow == "ReconcileWorkflow"
+    # Its input is named (the UI shows {"lookback_hours": 72}), not a bare number.
+    [request] = await dev_env.client.data_converter.decode(schedule.action.args, [ReconcileInput])
+    assert request == ReconcileInput(lookback_hours=settings.reconcile_lookback_hours)
     assert schedule.action.task_queue == settings.task_queue
 
 
@@ -192,7 +207,7 @@ async def test_support_accepts_an_overpayment_and_the_excess_goes_back(
     order = decided.json()
     assert (order["status"], order["amount"], order["refunded_amount"]) == ("fulfilled", 29700, 0)
     assert order["reason_code"] == "accepted_on_review"
-    assert "accepted on support's decision, 300 refunded" in order["reason_detail"]
+    assert "accepted on support's decision, 3.00 CNY refunded" in order["reason_detail"]
     assert (excess.kind, excess.amount, excess.status) == ("overpayment", 300, "succeeded")
     assert (
         sandbox.payments[payment_id]["amount"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import httpx
 import pytest_asyncio
 from sqlalchemy import select
 
@@ -22,6 +23,18 @@ from workflows.checkout import CheckoutWorkflow
 @pytest_asyncio.fixture
 async def task_queue() -> str:
     return f"wf-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture
+async def faults(settings):
+    """Make the sandbox gateway misbehave for this test; well-behaved again afterwards."""
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+
+        async def set_faults(**faults):
+            (await http.put("/_emulator/behaviour", json={"faults": faults})).raise_for_status()
+
+        yield set_faults
+        await set_faults()
 
 
 @pytest_asyncio.fixture

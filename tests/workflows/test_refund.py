@@ -10,6 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from temporalio import activity
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from db import refunds
@@ -19,7 +20,7 @@ from kassa.contracts import CheckoutInput, RefundEvent, RefundInput
 from kassa.ids import compensation_refund_id, refund_workflow_id
 from kassa.reasons import ReasonCode
 from kassa.statuses import Caller, OrderStatus, RefundStatus
-from tests.support import ledger_of, new_checkout, record_history
+from tests.support import eventually, ledger_of, new_checkout, record_history
 from tests.workflows.conftest import entitlements, gateway_payment, order_row, pay
 from workflows.refund import RefundWorkflow
 
@@ -70,7 +71,7 @@ async def refund(
             reason="changed my mind",
             requested_by=requested_by,
         )
-        request = refunds.as_input(reserved, checkout.gateway)
+        request = refunds.as_input(reserved, checkout.gateway, checkout.customer_id)
     return await env.client.start_workflow(
         RefundWorkflow.run, request, id=refund_workflow_id(request.refund_id), task_queue=task_queue
     )
@@ -183,6 +184,30 @@ async def test_refund_settled_later_is_found_by_polling(
     assert (await order_row(sessions, checkout.order_id)).refunded_amount == 1200
 
 
+async def test_a_refund_unsettled_for_a_day_needs_action_until_it_settles(
+    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, settings, sandbox
+):
+    await gateway_behaviour(refunds_settle="later")
+    checkout = await fulfilled()
+    handle = await refund(time_skipping_env, task_queue, checkout, 1200, sessions=sessions)
+    refund_id = f"rf_{checkout.order_id}_1"
+    while refund_id not in sandbox.refunds:
+        await time_skipping_env.sleep(timedelta(seconds=1))
+    assert (await handle.describe()).typed_search_attributes.get(search.NEEDS_ATTENTION) is None
+
+    await time_skipping_env.sleep(timedelta(days=1, hours=2))  # checks hourly by then
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(search.NEEDS_ATTENTION) == "refund_needs_action"
+    assert attributes.get(search.REFUND_STATUS) == "pending"
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        await http.post(f"/_emulator/refunds/{refund_id}/settle", json={"outcome": "succeeded"})
+
+    assert (await handle.result()).status == RefundStatus.SUCCEEDED
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(search.NEEDS_ATTENTION) is None
+    assert attributes.get(search.REFUND_STATUS) == "succeeded"
+
+
 async def test_a_refund_the_gateway_does_not_know_is_asked_for_again(
     fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, sandbox
 ):
@@ -259,9 +284,15 @@ async def test_refund_the_gateway_fails_releases_the_reservation(
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.refunded_amount) == ("fulfilled", 0)
     assert len(await ledger_of(sessions, checkout.order_id)) == 2  # the capture alone
-    # Support finds it by its search attribute.
-    described = await handle.describe()
-    assert described.typed_search_attributes.get(search.REFUND_STATUS) == "failed"
+    # Support finds it by its search attributes: whose, how much, and that it needs a human.
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(search.REFUND_STATUS) == "failed"
+    assert attributes.get(search.NEEDS_ATTENTION) == "refund_failed"
+    assert attributes.get(search.REFUND_KIND) == "requested"
+    assert attributes.get(search.ORDER_ID) == checkout.order_id
+    assert attributes.get(search.CUSTOMER_ID) == checkout.customer_id
+    assert (attributes.get(search.AMOUNT_MINOR), attributes.get(search.CURRENCY)) == (3000, "CNY")
+    assert attributes.get(search.PAYMENT_STATUS) is None
 
 
 async def test_a_refund_started_outside_kassa_is_refused(
@@ -316,7 +347,9 @@ class TestCompensation:
 
         return {"grant_entitlements": grant_fails}
 
-    async def test_failed_grant_is_compensated(self, started, sessions, sandbox, storefront):
+    async def test_failed_grant_is_compensated(
+        self, started, workflow_env, sessions, sandbox, storefront
+    ):
         checkout = new_checkout(amount=4500)
         view, handle = await started(checkout)
         await pay(view, handle)
@@ -343,7 +376,54 @@ class TestCompensation:
         assert order_told["reason_code"] == ReasonCode.FULFILMENT_FAILED_REFUNDED
         assert order_told["reason"] == ReasonCode.FULFILMENT_FAILED_REFUNDED.text
         assert "catalogue" not in str(webhooks)
+        refund_handle = workflow_env.client.get_workflow_handle(
+            refund_workflow_id(compensation_refund_id(checkout.order_id))
+        )
+        described = await refund_handle.describe()
+        attributes = described.typed_search_attributes
+        assert attributes.get(search.REFUND_KIND) == "compensation"
+        assert attributes.get(search.CUSTOMER_ID) == checkout.customer_id
+        assert (attributes.get(search.AMOUNT_MINOR), attributes.get(search.CURRENCY)) == (
+            4500,
+            "CNY",
+        )
+        assert attributes.get(search.NEEDS_ATTENTION) is None
+        assert await described.static_summary() == (
+            f"Refund (compensation) of 45.00 CNY on order {checkout.order_id}"
+        )
+        checkout_attributes = (await handle.describe()).typed_search_attributes
+        assert checkout_attributes.get(search.PAYMENT_STATUS) == "refunded"
+        assert checkout_attributes.get(search.NEEDS_ATTENTION) is None
         await record_history(handle, "checkout-compensated")
+
+    async def test_a_failed_compensation_needs_attention(
+        self, started, workflow_env, sandbox, gateway_behaviour, settings
+    ):
+        """The buyer's refund fails too: the checkout fails, loudly, and says so."""
+        await gateway_behaviour(refunds_settle="later")
+        checkout = new_checkout(amount=4500)
+        view, handle = await started(checkout)
+        await pay(view, handle)
+        refund_id = compensation_refund_id(checkout.order_id)
+        await eventually(lambda: refund_id in sandbox.refunds)
+        async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+            settled = await http.post(
+                f"/_emulator/refunds/{refund_id}/settle", json={"outcome": "failed"}
+            )
+            settled.raise_for_status()
+        refund_handle = workflow_env.client.get_workflow_handle(refund_workflow_id(refund_id))
+        # The gateway's callback, as the API relays it: the refund asks the gateway at once.
+        await refund_handle.signal(
+            "refund_event", RefundEvent("sandbox", f"evt_{refund_id}", refund_id, "failed")
+        )
+
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        shown = (await handle.describe()).typed_search_attributes
+        assert shown.get(search.NEEDS_ATTENTION) == "compensation_failed"
+        shown = (await refund_handle.describe()).typed_search_attributes
+        assert shown.get(search.NEEDS_ATTENTION) == "refund_failed"
+        assert shown.get(search.REFUND_KIND) == "compensation"
 
 
 class TestDatabaseRefusals:
