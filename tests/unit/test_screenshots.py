@@ -46,11 +46,14 @@ def test_the_mix_has_every_case_the_runbook_shows():
         for p in mix
     )
     assert all(p.paid_amount not in (None, p.amount) for p in mix if p.buyer == "pay_other")
+    # A refund after the checkout ended leaves the checkout's PaymentStatus as it ended.
+    assert all(p.payment_statuses == ("fulfilled",) for p in mix if p.refund)
 
 
 def test_the_queries_name_only_attributes_that_exist():
     ours = {key.name for key in SEARCH_ATTRIBUTES}
-    values = {str(s) for s in (*OrderStatus, *RefundStatus, *StrayKind)}
+    # after #10 attrs: a declined checkout's PaymentStatus becomes declined_may_retry.
+    values = {str(s) for s in (*OrderStatus, *RefundStatus, *StrayKind)} | {"declined_may_retry"}
     for query in QUERIES:
         names = set(re.findall(r"(\w+)\s*(?:=|!=|<|>|\bIN\b)", query))
         assert names and names <= ours | BUILT_IN, query
