@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean migration
+.PHONY: run test test-fast lint bench clean migration screenshots
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Kassa needs Python 3.11, 3.12 or 3.13" >&2; exit 1; }
@@ -46,3 +46,13 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.checkout_round_trips
+
+# docs/support/*.png, taken of the real Temporal UI against a scripted mix of checkouts
+# (tooling/screenshots.py). Needs Debian's Chromium: apt-get install -y chromium
+SHOTS_STAMP := $(VENV)/.screenshots
+$(SHOTS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[screenshots]'
+	touch $(SHOTS_STAMP)
+
+screenshots: $(SHOTS_STAMP)
+	$(BIN)/python -m tooling.screenshots

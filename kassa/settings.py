@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = "default"
     task_queue: str = "kassa-checkout"
+    # The embedded Temporal dev server of `kassa run` (when no temporal_address): its gRPC
+    # and Web UI ports.
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
     # Reaching a production Temporal: mutual TLS (client certificate and key, PEM file paths;
     # optionally the CA that signed the server's certificate, and the name it must carry),
     # or a Temporal Cloud API key (which implies TLS).

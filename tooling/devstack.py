@@ -24,7 +24,6 @@ from kassa.search import SEARCH_ATTRIBUTES
 from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY, Settings
 
 BIN = Path(sys.executable).parent
-TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
 
 
 def _wait_for_port(port: int, what: str, proc: subprocess.Popen | None, seconds: float = 60):
@@ -81,10 +80,11 @@ def _temporal(settings: Settings, procs: list) -> str:
     if settings.temporal_address:
         return settings.temporal_address
     db_file = settings.data_dir.resolve() / "temporal.db"
-    command = temporal_server_command(db_file, TEMPORAL_PORT, TEMPORAL_UI_PORT)
+    port = settings.temporal_port
+    command = temporal_server_command(db_file, port, settings.temporal_ui_port)
     procs.append(("Temporal dev server", _spawn(command)))
-    _wait_for_port(TEMPORAL_PORT, "the Temporal dev server", procs[-1][1])
-    return f"127.0.0.1:{TEMPORAL_PORT}"
+    _wait_for_port(port, "the Temporal dev server", procs[-1][1])
+    return f"127.0.0.1:{port}"
 
 
 async def _register_search_attributes(settings: Settings, address: str) -> list[str]:
@@ -157,7 +157,11 @@ def api_keys_line(settings: Settings) -> str:
 
 
 def _announce(settings: Settings, database_url: str, temporal_address: str) -> None:
-    ui = f"http://127.0.0.1:{TEMPORAL_UI_PORT}" if not settings.temporal_address else "(external)"
+    ui = (
+        "(external)"
+        if settings.temporal_address
+        else f"http://127.0.0.1:{settings.temporal_ui_port}"
+    )
     print(
         f"""
 Kassa is running. Ctrl-C stops everything; data stays in {settings.data_dir}/.
