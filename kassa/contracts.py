@@ -11,9 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from kassa.errors import ActorRequired, ReasonRequired
 from kassa.ids import compensation_refund_id, stray_refund_id
 from kassa.reasons import ReasonCode
-from kassa.statuses import Caller, OrderStatus, PaymentOutcome, RefundStatus, StrayKind
+from kassa.statuses import (
+    Caller,
+    OrderStatus,
+    PaymentOutcome,
+    RefundStatus,
+    StrayKind,
+    actor_role,
+)
 
 # Workflow type names: the client side (orchestration/client.py) starts workflows by name, so
 # it never imports workflow code.
@@ -136,20 +144,49 @@ class ReviewDecision:
     the order is fulfilled)."""
 
     note: str
-    decided_by: str = "support"  # the role, and the key's holder from the API: "support:alice"
+    # The role and the key's holder, as the API writes it: "support:alice". Without one (a
+    # decision typed in the Temporal UI) the update's validator refuses it (`check`).
+    decided_by: str = ""
     accept: bool = False
+
+    def check(self) -> None:
+        """Only support decides, named the way the API names it, and says why."""
+        if actor_role(self.decided_by) != Caller.SUPPORT:
+            raise ActorRequired(
+                "decided_by must name a support key's holder, e.g. support:alice",
+                field="decided_by",
+            )
+        if not (self.note or "").strip():
+            raise ReasonRequired("a decision needs a note", field="note")
+
+
+# Who cancels when the checkout's workflow is cancelled in Temporal (the UI's "Request
+# Cancellation", `temporal workflow cancel`): treated as support's cancel.
+TEMPORAL_CANCEL = "temporal"
 
 
 @dataclass(frozen=True)
 class CancelRequest:
     reason: str = "cancelled by request"
-    requested_by: str = "storefront"  # from the API with the holder: "storefront:shop-web"
+    # From the API, the role and the key's holder: "storefront:shop-web". Without one (a
+    # cancel typed in the Temporal UI) the update's validator refuses it (`check`).
+    requested_by: str = ""
 
     @property
     def code(self) -> ReasonCode:
-        if self.requested_by.split(":")[0] == Caller.SUPPORT:
-            return ReasonCode.CANCELLED_BY_SUPPORT
-        return ReasonCode.CANCELLED_BY_STOREFRONT
+        if actor_role(self.requested_by) == Caller.STOREFRONT:
+            return ReasonCode.CANCELLED_BY_STOREFRONT
+        return ReasonCode.CANCELLED_BY_SUPPORT  # support, or a cancellation in Temporal
+
+    def check(self) -> None:
+        """A cancel update names its actor the way the API does; support's gives a reason."""
+        role = actor_role(self.requested_by)
+        if role is None:
+            raise ActorRequired(
+                "requested_by must name the key's role and holder, e.g. storefront:shop-web"
+            )
+        if role == Caller.SUPPORT and not (self.reason or "").strip():
+            raise ReasonRequired("support's cancel needs a reason")
 
 
 # ---- activity inputs and results -------------------------------------------------------------

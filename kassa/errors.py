@@ -176,6 +176,21 @@ class OrderOnHold(OrderNotCancellable):
     title = "The payment is held for support"
 
 
+class ActorRequired(KassaError):
+    """A cancel or a review that does not say who asked the way the API writes it ("support:
+    alice"): typed by hand in the Temporal UI, past the API's key check. Refused."""
+
+    status, slug, blame = 422, "actor-required", "requested_by"
+    title = "The request must name its actor as role:holder"
+
+
+class ReasonRequired(KassaError):
+    """Support acts with a reason (a cancel's reason, a review's note) for the record."""
+
+    status, slug, blame = 422, "reason-required", "reason"
+    title = "Support's actions need a reason"
+
+
 class CheckoutEnded(KassaError):
     """The checkout ended (failed, for support to see) before it answered the request."""
 

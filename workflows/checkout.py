@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from kassa import errors, search
     from kassa.contracts import (
         CHECKOUT_WORKFLOW,
+        TEMPORAL_CANCEL,
         CancelRequest,
         CheckoutInput,
         CheckoutView,
@@ -63,6 +64,31 @@ class CheckoutWorkflow:
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
+        """The story runs as a task of its own, shielded: a cancellation in Temporal (the
+        UI's "Request Cancellation") becomes a cancel request instead of interrupting
+        whatever step is under way, so the gateway payment is closed like any cancel's."""
+        story = asyncio.create_task(self._story(checkout))
+        while True:
+            try:
+                return await asyncio.shield(story)
+            except asyncio.CancelledError:
+                if story.done():
+                    raise
+                self._cancelled_in_temporal()
+
+    def _cancelled_in_temporal(self) -> None:
+        """Unpaid: cancel like support would (close at the gateway first). Paid: fulfilment,
+        or its compensation, goes on. Held: support decides, nothing changes."""
+        request = CancelRequest("cancelled in Temporal", TEMPORAL_CANCEL)
+        try:
+            self._payment.check_cancel(self._status)
+        except errors.OrderNotCancellable as refused:
+            details(f"A cancellation in Temporal changes nothing: {refused.message}; going on")
+            return
+        if self._payment.cancel is None:
+            self._payment.cancel = request
+
+    async def _story(self, checkout: CheckoutInput) -> CheckoutView:
         details("Creating the order and checking risk")
         await db_step(OrderActivities.create_order, checkout, "create the order")
         risk = await db_step(RiskActivities.check_risk, checkout, "risk check")
@@ -271,6 +297,7 @@ class CheckoutWorkflow:
 
     @cancel.validator
     def _only_unpaid(self, request: CancelRequest) -> None:
+        request.check()  # a hand-typed cancel without its actor never reaches the history
         self._payment.check_cancel(self._status)
 
     @workflow.update
@@ -303,6 +330,7 @@ class CheckoutWorkflow:
 
     @review.validator
     def _only_held(self, decision: ReviewDecision) -> None:
+        decision.check()
         self._payment.check_review(decision, self._status)
 
     @workflow.query

@@ -13,6 +13,7 @@ and support finds the refund by `RefundStatus = 'failed'`.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -65,6 +66,22 @@ class RefundWorkflow:
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
+        """A cancellation in Temporal does not stop a refund: Kassa decided it and reserved
+        it (the storefront was told 202, a checkout may wait on it), and once the gateway was
+        asked it cannot be taken back. So the refund runs as a shielded task of its own and
+        ends as it would have; the cancellation is only noted in the details."""
+        story = asyncio.create_task(self._story(refund))
+        while True:
+            try:
+                return await asyncio.shield(story)
+            except asyncio.CancelledError:
+                if story.done():
+                    raise
+                workflow.set_current_details(
+                    "A cancellation in Temporal does not stop a refund Kassa decided; it goes on"
+                )
+
+    async def _story(self, refund: RefundInput) -> RefundView:
         workflow.upsert_search_attributes(
             [
                 search.ORDER_ID.value_set(refund.order_id),
