@@ -1,5 +1,5 @@
 """Support's actions on an order (the support key only): read it with the details behind
-its reason codes, read its ledger, decide on a held payment. Refunds outside the
+its reason codes, read its ledger and its audit log, decide on a held payment. Refunds outside the
 storefront's window go through the refunds route with the support key."""
 
 from __future__ import annotations
@@ -10,21 +10,26 @@ from fastapi import APIRouter, Query
 
 from api.deps import (
     OrderIdPath,
+    RequestIdDep,
     SessionsDep,
     SettingsDep,
     SupportDep,
     TemporalDep,
     audit,
     find_order,
+    record_support_action,
 )
 from api.problems import responses
 from api.schemas import (
     CURSOR_PATTERN,
+    AuditEntryOut,
+    AuditLogOut,
     LedgerPageOut,
     LedgerTransactionOut,
     ReviewIn,
     SupportOrderOut,
 )
+from db import audit as audit_log
 from db import ledger, refunds
 from kassa import errors
 from kassa.contracts import ReviewDecision
@@ -107,12 +112,13 @@ async def review_held_payment(
     sessions: SessionsDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    request_id: RequestIdDep,
 ) -> SupportOrderOut:
     """Decide on a payment held because it did not match its order (another amount or
     currency). `refund` (the default): the money goes back by its own refund and the order
     ends `failed`. `accept`, for more than the order's amount in its currency: the excess
     goes back and the order is fulfilled. The first decision stands."""
-    await find_order(sessions, order_id)
+    before = await find_order(sessions, order_id)
     audit.info("%s decides %s on order %s", caller.who, body.decision, order_id)
     decision = ReviewDecision(body.note, caller.who, accept=body.decision == "accept")
     view = await ask_checkout(
@@ -126,7 +132,38 @@ async def review_held_payment(
     )
     if view is None:
         raise errors.NotOnHold("No checkout is waiting for a decision on this order")
+    await record_support_action(
+        sessions,
+        caller,
+        "review",
+        f"review:{order_id}",  # the first decision stands: one row
+        order_id,
+        decision.note,
+        {"status": before.status},
+        {"status": view.status, "decision": body.decision},
+        request_id,
+    )
     return await _details(sessions, order_id)
+
+
+@router.get(
+    "/{order_id}/audit",
+    response_model=AuditLogOut,
+    operation_id="get_order_audit_log",
+    responses=responses(errors.SupportOnly, errors.OrderNotFound),
+)
+async def get_order_audit_log(
+    order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
+) -> AuditLogOut:
+    """What support did to the order, oldest first (at most 100, then `has_more`): who,
+    what, why, the order's status before and after, the request's id."""
+    await find_order(sessions, order_id)
+    async with sessions() as session:
+        rows = await audit_log.of_order(session, order_id, MAX_LISTED + 1)
+    return AuditLogOut(
+        entries=[AuditEntryOut.of(row) for row in rows[:MAX_LISTED]],
+        has_more=len(rows) > MAX_LISTED,
+    )
 
 
 async def _details(sessions, order_id: str) -> SupportOrderOut:
