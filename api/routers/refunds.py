@@ -117,11 +117,11 @@ async def create_refund(
             f"refund:{refund.refund_id}",
             order_id,
             body.reason,
-            {"status": order.status, "refunded_amount": order.refunded_amount},
+            {"status": order.status, "refunded_amount": int(order.refunded_amount)},
             {
                 "status": order.status,
                 "refund_id": refund.refund_id,
-                "amount": refund.amount,
+                "amount": int(refund.amount),  # may be a Decimal computed by SQL
                 "outside_window": _outside_window(order, settings),
             },
             request_id,

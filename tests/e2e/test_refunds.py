@@ -178,11 +178,18 @@ async def test_the_refund_window_binds_the_storefront_not_support(stack, session
     async with stack.http(DEV_SUPPORT_KEY) as support:
         by_support = await post_refund(support, order["order_id"], {"reason": "goodwill"})
         await refund_settled(support, by_support.json()["refund_id"])
+        [audited] = (await support.get(f"/v1/orders/{order['order_id']}/audit")).json()["entries"]
 
     assert late.status_code == 403
     assert late.json()["type"] == "urn:kassa:problem:refund-window-closed"
     assert by_support.status_code == 202
     assert by_support.json()["requested_by"] == "support"
+    assert (audited["action"], audited["reason"], audited["after"]["outside_window"]) == (
+        "refund",
+        "goodwill",
+        True,
+    )
+    assert audited["after"]["amount"] == order["amount"]  # everything, by default
 
 
 async def test_access_survives_refunding_one_of_two_purchases(stack, sessions):
