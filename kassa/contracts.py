@@ -193,6 +193,21 @@ class CancelRequest:
 
 
 @dataclass(frozen=True)
+class AuditRecord:
+    """One support action for the audit log (db/audit.py): here a cancellation in Temporal,
+    which the checkout records itself. `action_key` makes a repeat a no-op."""
+
+    action_key: str
+    actor: str
+    action: str
+    order_id: str
+    reason: str
+    before: dict
+    after: dict
+    request_id: str
+
+
+@dataclass(frozen=True)
 class OpenPaymentInput:
     checkout: CheckoutInput
     expires_at: datetime

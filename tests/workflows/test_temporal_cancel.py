@@ -17,6 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from activities.ledger import LedgerActivities
+from db import audit
 from db.models import Invoice
 from kassa.contracts import CancelRequest, CheckoutInput, ReviewDecision
 from kassa.ids import checkout_workflow_id
@@ -34,6 +35,12 @@ from workflows.checkout import CheckoutWorkflow
 
 async def ended_as(handle) -> WorkflowExecutionStatus:
     return (await handle.describe()).status
+
+
+async def audited(sessions, order_id: str) -> list[tuple]:
+    async with sessions() as session:
+        rows = await audit.of_order(session, order_id, 10)
+    return [(r.actor, r.action, r.reason, r.before, r.after) for r in rows]
 
 
 async def test_a_cancellation_of_a_waiting_checkout_closes_the_payment_first(
@@ -54,6 +61,15 @@ async def test_a_cancellation_of_a_waiting_checkout_closes_the_payment_first(
     assert gateway_payment(sandbox, checkout.order_id)["status"] == "closed"
     assert [w["payload"]["type"] for w in storefront.for_order(checkout.order_id)] == [
         "order.cancelled"
+    ]
+    assert await audited(sessions, checkout.order_id) == [
+        (
+            "temporal",
+            "cancel",
+            "cancelled in Temporal",
+            {"status": "awaiting_payment"},
+            {"status": "cancelled"},
+        )
     ]
 
 
@@ -174,6 +190,14 @@ class TestDuringFulfilment:
         assert invoice.status == "issued"
         payment = gateway_payment(sandbox, checkout.order_id)
         assert (payment["status"], payment["refunded_amount"]) == ("succeeded", 0)
+        [(actor, action, reason, before, after)] = await audited(sessions, checkout.order_id)
+        assert (actor, action, before, after) == (
+            "temporal",
+            "cancel",
+            {"status": "paid"},
+            {"status": "fulfilled"},
+        )
+        assert reason == "cancellation in Temporal changed nothing: the order is already paid"
 
 
 @pytest.mark.parametrize("who", ["", "storefront", "support", "support:", "anyone at all"])
