@@ -447,3 +447,19 @@ class AuditLogOut(BaseModel):
 
     entries: list[AuditEntryOut] = Field(max_length=MAX_LISTED)
     has_more: bool = Field(description=f"More than {MAX_LISTED} entries: only the first shown.")
+
+
+class RedeliverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: _text(500)
+    event_id: Annotated[str, Field(min_length=1, max_length=128, pattern=CURSOR_PATTERN)] | None = (
+        Field(None, description="The webhook to send again; default: the order's last one.")
+    )
+
+
+class RedeliveryOut(BaseModel):
+    order_id: str
+    event_id: str = Field(description="The webhook sent again: same id, same body.")
+    type: str
+    workflow_id: str = Field(description="The redelivery's workflow, retried for a day.")

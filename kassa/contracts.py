@@ -28,6 +28,7 @@ from kassa.statuses import (
 CHECKOUT_WORKFLOW = "CheckoutWorkflow"
 REFUND_WORKFLOW = "RefundWorkflow"
 RECONCILE_WORKFLOW = "ReconcileWorkflow"
+REDELIVER_WORKFLOW = "RedeliverWebhookWorkflow"
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,14 @@ class CancelRequest:
 
 
 # ---- activity inputs and results -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """A storefront webhook support asked to send again (its outbox row's event id)."""
+
+    event_id: str
+    order_id: str
 
 
 @dataclass(frozen=True)

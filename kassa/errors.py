@@ -146,6 +146,11 @@ class LedgerTransactionNotFound(KassaError):
     title = "No such ledger transaction of this order"
 
 
+class WebhookNotFound(KassaError):
+    status, slug, blame = 404, "webhook-not-found", "event_id"
+    title = "No such webhook of this order"
+
+
 class UnknownGateway(KassaError):
     status, slug, blame = 404, "unknown-gateway", "gateway"
     title = "No such gateway"

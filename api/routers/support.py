@@ -1,5 +1,6 @@
 """Support's actions on an order (the support key only): read it with the details behind
-its reason codes, read its ledger and its audit log, decide on a held payment. Refunds outside the
+its reason codes, read its ledger and its audit log, decide on a held payment, send a
+storefront webhook again. Refunds outside the
 storefront's window go through the refunds route with the support key."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from temporalio.service import RPCError
 
 from api.deps import (
     OrderIdPath,
@@ -26,15 +28,17 @@ from api.schemas import (
     AuditLogOut,
     LedgerPageOut,
     LedgerTransactionOut,
+    RedeliverIn,
+    RedeliveryOut,
     ReviewIn,
     SupportOrderOut,
 )
 from db import audit as audit_log
-from db import ledger, refunds
+from db import ledger, refunds, webhooks
 from kassa import errors
-from kassa.contracts import ReviewDecision
+from kassa.contracts import Redelivery, ReviewDecision
 from kassa.settings import MAX_LISTED
-from orchestration.client import ask_checkout
+from orchestration.client import ask_checkout, start_redelivery
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
 
@@ -170,3 +174,60 @@ async def _details(sessions, order_id: str) -> SupportOrderOut:
     order = await find_order(sessions, order_id)
     async with sessions() as session:
         return SupportOrderOut.of(order, await refunds.of_order(session, order_id, MAX_LISTED + 1))
+
+
+@router.post(
+    "/{order_id}/webhooks/redeliver",
+    status_code=202,
+    response_model=RedeliveryOut,
+    operation_id="redeliver_webhook",
+    responses=responses(
+        errors.SupportOnly,
+        errors.OrderNotFound,
+        errors.WebhookNotFound,
+        errors.TemporalUnavailable,
+    ),
+)
+async def redeliver_webhook(
+    order_id: OrderIdPath,
+    body: RedeliverIn,
+    caller: SupportDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    request_id: RequestIdDep,
+) -> RedeliveryOut:
+    """Send one of the order's storefront webhooks again (`event_id`; default: its last),
+    as first sent: same id and body, so a storefront that has it drops the repeat. Retried
+    for a day; the same request again (same `X-Request-ID`) sends it once."""
+    order = await find_order(sessions, order_id)
+    async with sessions() as session:
+        if body.event_id is None:
+            webhook = await webhooks.latest_of_order(session, order_id)
+        else:
+            webhook = await webhooks.get(session, body.event_id)
+    if webhook is None or webhook.order_id != order_id:
+        raise errors.WebhookNotFound(f"No webhook {body.event_id or ''} of order {order_id}")
+    audit.info("%s redelivers webhook %s of order %s", caller.who, webhook.event_id, order_id)
+    redelivery = Redelivery(webhook.event_id, order_id)
+    try:
+        await start_redelivery(temporal, settings.task_queue, redelivery, request_id)
+    except RPCError as err:
+        raise errors.TemporalUnavailable() from err
+    await record_support_action(
+        sessions,
+        caller,
+        "redeliver_webhook",
+        f"redeliver:{webhook.event_id}:{request_id}",  # every request its own delivery
+        order_id,
+        body.reason,
+        {"status": order.status},
+        {"status": order.status, "event_id": webhook.event_id, "type": webhook.type},
+        request_id,
+    )
+    return RedeliveryOut(
+        order_id=order_id,
+        event_id=webhook.event_id,
+        type=webhook.type,
+        workflow_id=f"redeliver-{webhook.event_id}-{request_id}",
+    )

@@ -5,6 +5,7 @@ real HTTP: the API, the Temporal dev server, the worker, PostgreSQL, the sandbox
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from db.models import AuditEntry
 from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought, post_refund
-from tests.support import buyer_acts
+from tests.support import buyer_acts, eventually
 
 SUPPORT = "support:dev-support"  # the development support key's holder
 
@@ -146,3 +147,47 @@ async def test_a_bad_request_id_is_refused_naming_it(stack, sessions):
     assert await audit_rows(sessions, order_id) == 0
     async with stack.http() as api:
         assert (await api.get(f"/v1/orders/{order_id}")).json()["status"] == "awaiting_payment"
+
+
+async def test_support_redelivers_a_webhook_audited(stack, storefront, sessions):
+    async with stack.http() as api:
+        order_id = (await bought(api))["order_id"]
+        forbidden = await api.post(
+            f"/v1/orders/{order_id}/webhooks/redeliver", json={"reason": "lost"}
+        )
+    await eventually(lambda: len(storefront.for_order(order_id)) == 1)
+    [first] = storefront.for_order(order_id)
+    url = f"/v1/orders/{order_id}/webhooks/redeliver"
+    async with stack.http(DEV_SUPPORT_KEY) as support:
+        no_reason = await support.post(url, json={})
+        unknown = await support.post(url, json={"reason": "lost", "event_id": "evt_nope"})
+        sent = await support.post(
+            url, json={"reason": "shop lost it"}, headers={"X-Request-ID": "ticket-9"}
+        )
+        await eventually(lambda: len(storefront.for_order(order_id)) == 2)
+        again = await support.post(  # the same request, once sent: not sent again
+            url, json={"reason": "shop lost it"}, headers={"X-Request-ID": "ticket-9"}
+        )
+        await asyncio.sleep(1)
+        log = (await support.get(f"/v1/orders/{order_id}/audit")).json()
+
+    assert forbidden.status_code == 403
+    assert no_reason.status_code == 422 and no_reason.json()["field"] == "reason"
+    assert unknown.status_code == 404 and unknown.json()["field"] == "event_id"
+    assert sent.status_code == 202, sent.text
+    assert again.status_code == 202
+    assert sent.json()["event_id"] == first["id"] == f"evt_{order_id}_fulfilled"
+    [_, redelivered] = storefront.for_order(order_id)
+    assert (redelivered["id"], redelivered["payload"]) == (first["id"], first["payload"])
+    [entry] = log["entries"]
+    assert (entry["actor"], entry["action"], entry["reason"], entry["request_id"]) == (
+        SUPPORT,
+        "redeliver_webhook",
+        "shop lost it",
+        "ticket-9",
+    )
+    assert entry["after"] == {
+        "status": "fulfilled",
+        "event_id": first["id"],
+        "type": "order.fulfilled",
+    }
