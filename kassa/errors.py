@@ -190,9 +190,11 @@ class ActorRequired(KassaError):
 
 
 class ReasonRequired(KassaError):
-    """Support acts with a reason (a cancel's reason, a review's note) for the record."""
+    """Support acts with a reason (a cancel's reason, a review's note) for the record. A
+    403, like the refund window: the body is valid for the contract (the storefront may
+    leave the reason out), but this caller may not act without one."""
 
-    status, slug, blame = 422, "reason-required", "reason"
+    status, slug, blame = 403, "reason-required", "reason"
     title = "Support's actions need a reason"
 
 

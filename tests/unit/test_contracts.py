@@ -122,7 +122,7 @@ def test_actors_as_the_api_writes_them_pass():
 def test_support_acts_with_a_reason():
     with pytest.raises(errors.ReasonRequired) as refused:
         CancelRequest("  ", "support:alice").check()
-    assert (refused.value.status, refused.value.field) == (422, "reason")
+    assert (refused.value.status, refused.value.field) == (403, "reason")
     with pytest.raises(errors.ReasonRequired) as refused:
         ReviewDecision("", "support:alice").check()
     assert refused.value.field == "note"
