@@ -109,7 +109,11 @@ class CheckoutWorkflow:
             details(f"A cancellation in Temporal changes nothing: {refused.message}; going on")
             reason = f"cancellation in Temporal changed nothing: {refused.message}"
         else:
-            reason = "cancelled in Temporal"
+            # The reason typed with the cancellation, if any (Temporal gives no identity):
+            # printable only, as the API's texts, since support reads it in the order.
+            typed = workflow.cancellation_reason() or ""
+            typed = "".join(c for c in typed if c.isprintable()).strip()[:200]
+            reason = f"cancelled in Temporal: {typed}" if typed else "cancelled in Temporal"
             if self._payment.cancel is None:
                 self._payment.cancel = CancelRequest(reason, TEMPORAL_CANCEL)
         if self._temporal_cancel is None:

@@ -49,7 +49,7 @@ async def test_a_cancellation_of_a_waiting_checkout_closes_the_payment_first(
     checkout = new_checkout()
     view, handle = await started(checkout)
 
-    await handle.cancel()
+    await handle.cancel(reason="buyer phoned\u202e support\n")  # typed in the UI
     result = await handle.result()
 
     assert result.status == OrderStatus.CANCELLED
@@ -57,7 +57,7 @@ async def test_a_cancellation_of_a_waiting_checkout_closes_the_payment_first(
     assert await ended_as(handle) == WorkflowExecutionStatus.COMPLETED  # ended as it says
     order = await order_row(sessions, checkout.order_id)
     assert (order.status, order.reason_code) == ("cancelled", "cancelled_by_support")
-    assert order.status_reason == "cancelled in Temporal"
+    assert order.status_reason == "cancelled in Temporal: buyer phoned support"
     assert gateway_payment(sandbox, checkout.order_id)["status"] == "closed"
     assert [w["payload"]["type"] for w in storefront.for_order(checkout.order_id)] == [
         "order.cancelled"
@@ -66,7 +66,7 @@ async def test_a_cancellation_of_a_waiting_checkout_closes_the_payment_first(
         (
             "temporal",
             "cancel",
-            "cancelled in Temporal",
+            "cancelled in Temporal: buyer phoned support",
             {"status": "awaiting_payment"},
             {"status": "cancelled"},
         )
