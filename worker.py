@@ -46,9 +46,10 @@ from kassa.telemetry import configure_tracing
 from orchestration import temporal
 from workflows.checkout import CheckoutWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.redeliver import RedeliverWebhookWorkflow
 from workflows.refund import RefundWorkflow
 
-WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, ReconcileWorkflow]
+WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, ReconcileWorkflow, RedeliverWebhookWorkflow]
 
 
 # SQLSTATE classes: data exception, integrity constraint violation. Not 42 (undefined column

@@ -48,6 +48,19 @@ class NotifyActivities:
             await webhooks.record(
                 session, event.event_id, payload["data"]["order_id"], event.type, payload
             )
+        return await self._send(event.event_id, payload)
+
+    @activity.defn
+    async def redeliver_webhook(self, event_id: str) -> bool:
+        """Send a webhook from the outbox again, as it was first sent (same id, same body,
+        signed anew); False when no storefront webhook URL is configured."""
+        async with self._sessions() as session:
+            row = await webhooks.get(session, event_id)
+        if row is None:  # the API checked it exists: a row is never deleted
+            raise RuntimeError(f"no webhook {event_id} in the outbox")
+        return await self._send(event_id, row.payload)
+
+    async def _send(self, event_id: str, payload: dict) -> bool:
         url = self._settings.storefront_webhook_url
         if not url:
             metrics.WEBHOOK_DELIVERIES.labels("skipped").inc()
@@ -55,11 +68,11 @@ class NotifyActivities:
         body = json.dumps(payload)
         now = datetime.now(UTC)
         signature = Webhook(self._settings.storefront_webhook_secret.get_secret_value()).sign(
-            event.event_id, now, body
+            event_id, now, body
         )
         headers = {
             "content-type": "application/json",
-            "webhook-id": event.event_id,
+            "webhook-id": event_id,
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature,
         }
@@ -70,9 +83,9 @@ class NotifyActivities:
         except httpx.HTTPError as exc:
             delivered, failure = False, repr(exc)
         async with self._sessions.begin() as session:
-            await webhooks.count_attempt(session, event.event_id, delivered)
+            await webhooks.count_attempt(session, event_id, delivered)
         metrics.WEBHOOK_DELIVERIES.labels("delivered" if delivered else "failed").inc()
         if not delivered:
             # Retried by Temporal with backoff for `storefront_webhook_retry_hours`.
-            raise RuntimeError(f"storefront webhook {event.event_id} not accepted: {failure}")
+            raise RuntimeError(f"storefront webhook {event_id} not accepted: {failure}")
         return True

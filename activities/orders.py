@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from db import orders
+from db import audit, orders
 from kassa import metrics
-from kassa.contracts import CheckoutInput, StatusChange
+from kassa.contracts import AuditRecord, CheckoutInput, StatusChange
 from kassa.errors import IllegalStatusTransition
 from kassa.statuses import OrderStatus
 
@@ -29,6 +29,22 @@ class OrderActivities:
     async def create_order(self, checkout: CheckoutInput) -> None:
         async with self._sessions.begin() as session:
             await orders.create(session, checkout)
+
+    @activity.defn
+    async def record_audit(self, record: AuditRecord) -> None:
+        """Write one audit row; the same record again writes none."""
+        async with self._sessions.begin() as session:
+            await audit.record(
+                session,
+                action_key=record.action_key,
+                actor=record.actor,
+                action=record.action,
+                order_id=record.order_id,
+                reason=record.reason,
+                before=record.before,
+                after=record.after,
+                request_id=record.request_id,
+            )
 
     @activity.defn
     async def set_status(self, change: StatusChange) -> None:

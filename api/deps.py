@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request, Security
@@ -12,6 +13,7 @@ from temporalio.client import Client
 
 from api.ratelimit import RateLimits
 from api.schemas import ID_PATTERN
+from db import audit as audit_log
 from db import orders
 from db.models import Order
 from gateways.base import PaymentGateway
@@ -94,6 +96,55 @@ def _support(caller: CallerDep) -> Authenticated:
 
 SupportDep = Annotated[Authenticated, Depends(_support)]
 support_only = _support  # for a route that needs support's key but not the caller (/metrics)
+
+
+# A caller's request id (a proxy's, a support tool's) ties an audit row to their logs.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=-]+$"
+
+
+def _request_id(
+    x_request_id: Annotated[
+        str | None,
+        Header(
+            alias="X-Request-ID",
+            min_length=1,
+            max_length=128,
+            pattern=REQUEST_ID_PATTERN,
+            description="Recorded with support's actions in the audit log; generated if absent.",
+        ),
+    ] = None,
+) -> str:
+    return x_request_id or f"req_{uuid.uuid4().hex}"
+
+
+RequestIdDep = Annotated[str, Depends(_request_id)]
+
+
+async def record_support_action(
+    sessions,
+    caller: Authenticated,
+    action: str,
+    key: str,
+    order_id: str,
+    reason: str,
+    before: dict,
+    after: dict,
+    request_id: str,
+) -> None:
+    """One audit row for one support action (`key` names the action: its repeats, retried
+    or replayed, add none)."""
+    async with sessions.begin() as session:
+        await audit_log.record(
+            session,
+            action_key=key,
+            actor=caller.who,
+            action=action,
+            order_id=order_id,
+            reason=reason,
+            before=before,
+            after=after,
+            request_id=request_id,
+        )
 
 
 async def find_order(sessions, order_id: str) -> Order:

@@ -412,3 +412,55 @@ class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: _text(500) = "cancelled by request"
+
+
+class AuditEntryOut(BaseModel):
+    """One support action on the order."""
+
+    actor: str = Field(description="The key's role and holder: `support:alice`.")
+    action: str = Field(description="`cancel`, `review` or `refund`.")
+    order_id: str
+    reason: str
+    before: dict[str, Any] = Field(description="The order before: its `status`.")
+    after: dict[str, Any] = Field(
+        description="The order after: its `status` (for a refund, also the refund's id and "
+        "amount; for a review, the decision)."
+    )
+    request_id: str = Field(description="The request's `X-Request-ID`, or one generated.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row) -> AuditEntryOut:
+        return cls(
+            actor=row.actor,
+            action=row.action,
+            order_id=row.order_id,
+            reason=row.reason,
+            before=row.before,
+            after=row.after,
+            request_id=row.request_id,
+            created_at=row.created_at,
+        )
+
+
+class AuditLogOut(BaseModel):
+    """Support's actions on the order, oldest first."""
+
+    entries: list[AuditEntryOut] = Field(max_length=MAX_LISTED)
+    has_more: bool = Field(description=f"More than {MAX_LISTED} entries: only the first shown.")
+
+
+class RedeliverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: _text(500)
+    event_id: Annotated[str, Field(min_length=1, max_length=128, pattern=CURSOR_PATTERN)] | None = (
+        Field(None, description="The webhook to send again; default: the order's last one.")
+    )
+
+
+class RedeliveryOut(BaseModel):
+    order_id: str
+    event_id: str = Field(description="The webhook sent again: same id, same body.")
+    type: str
+    workflow_id: str = Field(description="The redelivery's workflow, retried for a day.")

@@ -232,3 +232,24 @@ class StrayCapture(Base):
     status: Mapped[RefundStatus] = mapped_column(_status(RefundStatus, 16))  # of its refund
     created_at: Mapped[datetime] = _now_column()
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One support action on an order (docs/security.md): who, what, why, the order's status
+    before and after. Append-only: db/audit.py only inserts and reads, and a trigger
+    refuses UPDATE and DELETE (migrations/versions/0005_audit_log.py)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # One row per action however often its request is repeated: "cancel:<order>",
+    # "review:<order>", "refund:<refund id>".
+    action_key: Mapped[str] = mapped_column(String(160), unique=True)
+    actor: Mapped[str] = mapped_column(String(100))  # role:holder, as the API names the key
+    action: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict] = mapped_column(JSONB)
+    after: Mapped[dict] = mapped_column(JSONB)
+    request_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _now_column()

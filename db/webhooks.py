@@ -3,7 +3,7 @@ webhook can be redelivered."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,4 +28,18 @@ async def count_attempt(session: AsyncSession, event_id: str, delivered: bool) -
             attempts=StorefrontWebhook.attempts + 1,
             delivered_at=func.now() if delivered else None,
         )
+    )
+
+
+async def get(session: AsyncSession, event_id: str) -> StorefrontWebhook | None:
+    return await session.get(StorefrontWebhook, event_id)
+
+
+async def latest_of_order(session: AsyncSession, order_id: str) -> StorefrontWebhook | None:
+    """The order's last webhook (its outcome, usually): what a redelivery sends by default."""
+    return await session.scalar(
+        select(StorefrontWebhook)
+        .where(StorefrontWebhook.order_id == order_id)
+        .order_by(StorefrontWebhook.created_at.desc(), StorefrontWebhook.event_id.desc())
+        .limit(1)
     )

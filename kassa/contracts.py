@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from kassa.errors import ActorRequired, ReasonRequired
 from kassa.ids import compensation_refund_id, stray_refund_id
 from kassa.reasons import ReasonCode
 from kassa.statuses import (
@@ -20,6 +21,7 @@ from kassa.statuses import (
     RefundKind,
     RefundStatus,
     StrayKind,
+    actor_role,
 )
 
 # Workflow type names: the client side (orchestration/client.py) starts workflows by name, so
@@ -27,6 +29,7 @@ from kassa.statuses import (
 CHECKOUT_WORKFLOW = "CheckoutWorkflow"
 REFUND_WORKFLOW = "RefundWorkflow"
 RECONCILE_WORKFLOW = "ReconcileWorkflow"
+REDELIVER_WORKFLOW = "RedeliverWebhookWorkflow"
 
 
 @dataclass(frozen=True)
@@ -146,23 +149,75 @@ class ReviewDecision:
     the order is fulfilled)."""
 
     note: str
-    decided_by: str = "support"  # the role, and the key's holder from the API: "support:alice"
+    # The role and the key's holder, as the API writes it: "support:alice". Without one (a
+    # decision typed in the Temporal UI) the update's validator refuses it (`check`).
+    decided_by: str = ""
     accept: bool = False
+
+    def check(self) -> None:
+        """Only support decides, named the way the API names it, and says why."""
+        if actor_role(self.decided_by) != Caller.SUPPORT:
+            raise ActorRequired(
+                "decided_by must name a support key's holder, e.g. support:alice",
+                field="decided_by",
+            )
+        if not (self.note or "").strip():
+            raise ReasonRequired("a decision needs a note", field="note")
+
+
+# Who cancels when the checkout's workflow is cancelled in Temporal (the UI's "Request
+# Cancellation", `temporal workflow cancel`): treated as support's cancel.
+TEMPORAL_CANCEL = "temporal"
 
 
 @dataclass(frozen=True)
 class CancelRequest:
     reason: str = "cancelled by request"
-    requested_by: str = "storefront"  # from the API with the holder: "storefront:shop-web"
+    # From the API, the role and the key's holder: "storefront:shop-web". Without one (a
+    # cancel typed in the Temporal UI) the update's validator refuses it (`check`).
+    requested_by: str = ""
 
     @property
     def code(self) -> ReasonCode:
-        if self.requested_by.split(":")[0] == Caller.SUPPORT:
-            return ReasonCode.CANCELLED_BY_SUPPORT
-        return ReasonCode.CANCELLED_BY_STOREFRONT
+        if actor_role(self.requested_by) == Caller.STOREFRONT:
+            return ReasonCode.CANCELLED_BY_STOREFRONT
+        return ReasonCode.CANCELLED_BY_SUPPORT  # support, or a cancellation in Temporal
+
+    def check(self) -> None:
+        """A cancel update names its actor the way the API does; support's gives a reason."""
+        role = actor_role(self.requested_by)
+        if role is None:
+            raise ActorRequired(
+                "requested_by must name the key's role and holder, e.g. storefront:shop-web"
+            )
+        if role == Caller.SUPPORT and not (self.reason or "").strip():
+            raise ReasonRequired("support's cancel needs a reason")
 
 
 # ---- activity inputs and results -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """A storefront webhook support asked to send again (its outbox row's event id)."""
+
+    event_id: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One support action for the audit log (db/audit.py): here a cancellation in Temporal,
+    which the checkout records itself. `action_key` makes a repeat a no-op."""
+
+    action_key: str
+    actor: str
+    action: str
+    order_id: str
+    reason: str
+    before: dict
+    after: dict
+    request_id: str
 
 
 @dataclass(frozen=True)

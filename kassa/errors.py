@@ -146,6 +146,11 @@ class LedgerTransactionNotFound(KassaError):
     title = "No such ledger transaction of this order"
 
 
+class WebhookNotFound(KassaError):
+    status, slug, blame = 404, "webhook-not-found", "event_id"
+    title = "No such webhook of this order"
+
+
 class UnknownGateway(KassaError):
     status, slug, blame = 404, "unknown-gateway", "gateway"
     title = "No such gateway"
@@ -174,6 +179,23 @@ class OrderClosed(OrderNotCancellable):
 
 class OrderOnHold(OrderNotCancellable):
     title = "The payment is held for support"
+
+
+class ActorRequired(KassaError):
+    """A cancel or a review that does not say who asked the way the API writes it ("support:
+    alice"): typed by hand in the Temporal UI, past the API's key check. Refused."""
+
+    status, slug, blame = 422, "actor-required", "requested_by"
+    title = "The request must name its actor as role:holder"
+
+
+class ReasonRequired(KassaError):
+    """Support acts with a reason (a cancel's reason, a review's note) for the record. A
+    403, like the refund window: the body is valid for the contract (the storefront may
+    leave the reason out), but this caller may not act without one."""
+
+    status, slug, blame = 403, "reason-required", "reason"
+    title = "Support's actions need a reason"
 
 
 class CheckoutEnded(KassaError):

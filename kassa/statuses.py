@@ -3,6 +3,7 @@ may follow which. Stored as these values in PostgreSQL and in the search attribu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,3 +135,15 @@ class Authenticated:
     def who(self) -> str:
         """Role and holder, e.g. "support:alice", for the record of an action."""
         return f"{self.role}:{self.holder}"
+
+
+# How the API writes who acted: a key's role and holder (the holder as KASSA_API_KEYS allows).
+_ACTOR = re.compile(r"(storefront|support):[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def actor_role(who: str) -> Caller | None:
+    """The role of an actor written the way the API writes it ("support:alice"), or None
+    for anything else (a hand-typed "support", an empty string, another shape)."""
+    if not isinstance(who, str) or not _ACTOR.fullmatch(who):
+        return None
+    return Caller(who.partition(":")[0])

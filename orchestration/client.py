@@ -32,10 +32,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from kassa import errors, search
 from kassa.contracts import (
     CHECKOUT_WORKFLOW,
+    REDELIVER_WORKFLOW,
     REFUND_WORKFLOW,
     CheckoutInput,
     CheckoutView,
     PaymentEvent,
+    Redelivery,
     RefundEvent,
     RefundInput,
 )
@@ -201,6 +203,29 @@ async def start_refund(client: Client, task_queue: str, refund: RefundInput) -> 
         summary,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
+async def start_redelivery(
+    client: Client, task_queue: str, redelivery: Redelivery, request_id: str
+) -> None:
+    """Send a storefront webhook again, through a workflow of its own (retried like the
+    first delivery). The same request again (its X-Request-ID) joins the one started."""
+    summary = f"Redeliver webhook {redelivery.event_id} of order {redelivery.order_id}"
+    try:
+        await client.start_workflow(
+            REDELIVER_WORKFLOW,
+            redelivery,
+            id=f"redeliver-{redelivery.event_id}-{request_id}",
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(search.ORDER_ID, redelivery.order_id)]
+            ),
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # this request was sent before, and its delivery is over
 
 
 async def refund_started(client: Client, refund_id: str) -> bool:

@@ -42,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
     from kassa import errors, search
     from kassa.contracts import (
         CHECKOUT_WORKFLOW,
+        TEMPORAL_CANCEL,
+        AuditRecord,
         CancelRequest,
         CheckoutInput,
         CheckoutView,
@@ -70,9 +72,64 @@ class CheckoutWorkflow:
         self._reason: str | None = None  # the detail, support's
         self._payment = Payment(checkout.amount, checkout.currency, checkout.max_payment_attempts)
         self._webhooks: list[asyncio.Task] = []  # held, or asyncio may collect them mid-flight
+        # The first cancellation in Temporal: the status it came in, and what it did.
+        self._temporal_cancel: tuple[OrderStatus, str] | None = None
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
+        """The story runs as a task of its own, shielded: a cancellation in Temporal (the
+        UI's "Request Cancellation") becomes a cancel request instead of interrupting
+        whatever step is under way, so the gateway payment is closed like any cancel's."""
+        view = await self._not_interrupted(self._story(checkout))
+        if (cancelled := self._temporal_cancel) is not None:
+            before, reason = cancelled
+            record = AuditRecord(
+                f"temporal-cancel:{checkout.order_id}",
+                TEMPORAL_CANCEL,
+                "cancel",
+                checkout.order_id,
+                reason,
+                {"status": before},
+                {"status": view.status},
+                f"temporal:{workflow.info().run_id}",
+            )
+            await self._not_interrupted(
+                db_step(OrderActivities.record_audit, record, "audit the cancellation")
+            )
+        return view
+
+    async def _not_interrupted(self, step):
+        """Run `step` to its end: a cancellation meanwhile becomes a cancel request."""
+        task = asyncio.create_task(step)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                self._cancelled_in_temporal()
+
+    def _cancelled_in_temporal(self) -> None:
+        """Unpaid: cancel like support would (close at the gateway first). Paid: fulfilment,
+        or its compensation, goes on. Held: support decides, nothing changes. The first one
+        goes to the audit log when the checkout ends."""
+        try:
+            self._payment.check_cancel(self._status)
+        except errors.OrderNotCancellable as refused:
+            details(f"A cancellation in Temporal changes nothing: {refused.message}; going on")
+            reason = f"cancellation in Temporal changed nothing: {refused.message}"
+        else:
+            # The reason typed with the cancellation, if any (Temporal gives no identity):
+            # printable only, as the API's texts, since support reads it in the order.
+            typed = workflow.cancellation_reason() or ""
+            typed = "".join(c for c in typed if c.isprintable()).strip()[:200]
+            reason = f"cancelled in Temporal: {typed}" if typed else "cancelled in Temporal"
+            if self._payment.cancel is None:
+                self._payment.cancel = CancelRequest(reason, TEMPORAL_CANCEL)
+        if self._temporal_cancel is None:
+            self._temporal_cancel = (self._status, reason)
+
+    async def _story(self, checkout: CheckoutInput) -> CheckoutView:
         details("Creating the order and checking risk")
         await db_step(OrderActivities.create_order, checkout, "create the order")
         risk = await db_step(RiskActivities.check_risk, checkout, "risk check")
@@ -319,6 +376,7 @@ class CheckoutWorkflow:
 
     @cancel.validator
     def _only_unpaid(self, request: CancelRequest) -> None:
+        request.check()  # a hand-typed cancel without its actor never reaches the history
         self._payment.check_cancel(self._status)
 
     @workflow.update
@@ -351,6 +409,7 @@ class CheckoutWorkflow:
 
     @review.validator
     def _only_held(self, decision: ReviewDecision) -> None:
+        decision.check()
         self._payment.check_review(decision, self._status)
 
     @workflow.query

@@ -15,6 +15,7 @@ and what; its reason, free text, is only in its details.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -76,6 +77,22 @@ class RefundWorkflow:
 
     @workflow.run
     async def run(self, refund: RefundInput) -> RefundView:
+        """A cancellation in Temporal does not stop a refund: Kassa decided it and reserved
+        it (the storefront was told 202, a checkout may wait on it), and once the gateway was
+        asked it cannot be taken back. So the refund runs as a shielded task of its own and
+        ends as it would have; the cancellation is only noted in the details."""
+        story = asyncio.create_task(self._story(refund))
+        while True:
+            try:
+                return await asyncio.shield(story)
+            except asyncio.CancelledError:
+                if story.done():
+                    raise
+                workflow.set_current_details(
+                    "A cancellation in Temporal does not stop a refund Kassa decided; it goes on"
+                )
+
+    async def _story(self, refund: RefundInput) -> RefundView:
         show(
             search.ORDER_ID.value_set(refund.order_id),
             search.REFUND_STATUS.value_set(str(self._status)),

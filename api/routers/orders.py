@@ -10,11 +10,13 @@ from fastapi import APIRouter
 from api.deps import (
     CallerDep,
     OrderIdPath,
+    RequestIdDep,
     SessionsDep,
     SettingsDep,
     TemporalDep,
     audit,
     find_order,
+    record_support_action,
 )
 from api.problems import responses
 from api.schemas import CancelIn, CheckoutOut, OrderOut
@@ -22,7 +24,7 @@ from db import orders, refunds
 from kassa import errors
 from kassa.contracts import CancelRequest
 from kassa.settings import MAX_LISTED
-from kassa.statuses import OrderStatus
+from kassa.statuses import Caller, OrderStatus
 from orchestration.client import ask_checkout
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -48,6 +50,7 @@ async def get_order(order_id: OrderIdPath, caller: CallerDep, sessions: Sessions
     response_model=OrderOut,
     operation_id="cancel_order",
     responses=responses(
+        errors.ReasonRequired,
         errors.OrderNotFound,
         errors.OrderNotCancellable,
         errors.CheckoutEnded,
@@ -61,11 +64,16 @@ async def cancel_order(
     sessions: SessionsDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    request_id: RequestIdDep,
     body: CancelIn | None = None,
 ) -> OrderOut:
     """Cancel an unpaid checkout: the gateway payment is closed first; if the buyer paid in
-    the meantime the order is paid, and the answer is 409."""
-    await find_order(sessions, order_id)
+    the meantime the order is paid, and the answer is 409. With the support key a `reason`
+    is required, and the cancel is written to the order's audit log."""
+    by_support = caller.role == Caller.SUPPORT
+    if by_support and (body is None or "reason" not in body.model_fields_set):
+        raise errors.ReasonRequired("support's cancel needs a reason")
+    before = await find_order(sessions, order_id)
     audit.info("%s cancels order %s", caller.who, order_id)
     request = CancelRequest(reason=(body or CancelIn()).reason, requested_by=caller.who)
     view = await ask_checkout(
@@ -80,6 +88,18 @@ async def cancel_order(
     order = await find_order(sessions, order_id)
     if view is None:  # no checkout runs: it ended before
         raise errors.OrderNotCancellable(f"the order is already {order.status}")
+    if by_support:  # the checkout took the cancel: recorded however it ended
+        await record_support_action(
+            sessions,
+            caller,
+            "cancel",
+            f"cancel:{order_id}",
+            order_id,
+            request.reason,
+            {"status": before.status},
+            {"status": view.status},
+            request_id,
+        )
     if view.status != OrderStatus.CANCELLED:
         raise errors.OrderNotCancellable(f"the order is {view.status}")
     return OrderOut.of(order)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Response
 from temporalio.service import RPCError
@@ -20,10 +20,12 @@ from api.deps import (
     CallerDep,
     OrderIdPath,
     RefundIdPath,
+    RequestIdDep,
     SessionsDep,
     SettingsDep,
     TemporalDep,
     audit,
+    record_support_action,
 )
 from api.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
 from api.problems import responses
@@ -45,6 +47,7 @@ router = APIRouter(prefix="/v1", tags=["refunds"])
         202: {"description": "The refund, pending", "headers": REPLAYED_HEADER},
         **responses(
             errors.IdempotencyKeyRequired,
+            errors.ReasonRequired,
             errors.RefundWindowClosed,
             errors.OrderNotFound,
             errors.NothingToRefund,
@@ -67,7 +70,10 @@ async def create_refund(
     settings: SettingsDep,
     sessions: SessionsDep,
     temporal: TemporalDep,
+    request_id: RequestIdDep,
 ) -> RefundOut:
+    if caller.role == Caller.SUPPORT and body.reason is None:  # for the audit log
+        raise errors.ReasonRequired("support's refund needs a reason")
     request_hash = hashlib.sha256(f"{order_id}:{body.model_dump_json()}".encode()).hexdigest()
     window = None if caller.role == Caller.SUPPORT else timedelta(days=settings.refund_window_days)
     async with sessions() as session:
@@ -103,6 +109,23 @@ async def create_refund(
         )
 
     audit.info("%s asks refund %s of order %s", caller.who, refund.refund_id, order_id)
+    if caller.role == Caller.SUPPORT:  # once per refund: a replay adds no row
+        await record_support_action(
+            sessions,
+            caller,
+            "refund",
+            f"refund:{refund.refund_id}",
+            order_id,
+            body.reason,
+            {"status": order.status, "refunded_amount": int(order.refunded_amount)},
+            {
+                "status": order.status,
+                "refund_id": refund.refund_id,
+                "amount": int(refund.amount),  # may be a Decimal computed by SQL
+                "outside_window": _outside_window(order, settings),
+            },
+            request_id,
+        )
     try:
         await start_refund(
             temporal,
@@ -112,6 +135,12 @@ async def create_refund(
     except RPCError as err:  # the reservation stands; the same request again starts it
         raise errors.RefundNotStarted() from err
     return RefundOut.of(refund)
+
+
+def _outside_window(order, settings) -> bool:
+    """Past the storefront's refund window: only support may refund it."""
+    limit = timedelta(days=settings.refund_window_days)
+    return order.paid_at is not None and datetime.now(UTC) - order.paid_at > limit
 
 
 @router.get(

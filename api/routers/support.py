@@ -1,5 +1,6 @@
 """Support's actions on an order (the support key only): read it with the details behind
-its reason codes, read its ledger, decide on a held payment. Refunds outside the
+its reason codes, read its ledger and its audit log, decide on a held payment, send a
+storefront webhook again. Refunds outside the
 storefront's window go through the refunds route with the support key."""
 
 from __future__ import annotations
@@ -7,29 +8,37 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from temporalio.service import RPCError
 
 from api.deps import (
     OrderIdPath,
+    RequestIdDep,
     SessionsDep,
     SettingsDep,
     SupportDep,
     TemporalDep,
     audit,
     find_order,
+    record_support_action,
 )
 from api.problems import responses
 from api.schemas import (
     CURSOR_PATTERN,
+    AuditEntryOut,
+    AuditLogOut,
     LedgerPageOut,
     LedgerTransactionOut,
+    RedeliverIn,
+    RedeliveryOut,
     ReviewIn,
     SupportOrderOut,
 )
-from db import ledger, refunds
+from db import audit as audit_log
+from db import ledger, refunds, webhooks
 from kassa import errors
-from kassa.contracts import ReviewDecision
+from kassa.contracts import Redelivery, ReviewDecision
 from kassa.settings import MAX_LISTED
-from orchestration.client import ask_checkout
+from orchestration.client import ask_checkout, start_redelivery
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
 
@@ -107,12 +116,13 @@ async def review_held_payment(
     sessions: SessionsDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    request_id: RequestIdDep,
 ) -> SupportOrderOut:
     """Decide on a payment held because it did not match its order (another amount or
     currency). `refund` (the default): the money goes back by its own refund and the order
     ends `failed`. `accept`, for more than the order's amount in its currency: the excess
     goes back and the order is fulfilled. The first decision stands."""
-    await find_order(sessions, order_id)
+    before = await find_order(sessions, order_id)
     audit.info("%s decides %s on order %s", caller.who, body.decision, order_id)
     decision = ReviewDecision(body.note, caller.who, accept=body.decision == "accept")
     view = await ask_checkout(
@@ -126,10 +136,98 @@ async def review_held_payment(
     )
     if view is None:
         raise errors.NotOnHold("No checkout is waiting for a decision on this order")
+    await record_support_action(
+        sessions,
+        caller,
+        "review",
+        f"review:{order_id}",  # the first decision stands: one row
+        order_id,
+        decision.note,
+        {"status": before.status},
+        {"status": view.status, "decision": body.decision},
+        request_id,
+    )
     return await _details(sessions, order_id)
+
+
+@router.get(
+    "/{order_id}/audit",
+    response_model=AuditLogOut,
+    operation_id="get_order_audit_log",
+    responses=responses(errors.SupportOnly, errors.OrderNotFound),
+)
+async def get_order_audit_log(
+    order_id: OrderIdPath, caller: SupportDep, sessions: SessionsDep
+) -> AuditLogOut:
+    """What support did to the order, oldest first (at most 100, then `has_more`): who,
+    what, why, the order's status before and after, the request's id."""
+    await find_order(sessions, order_id)
+    async with sessions() as session:
+        rows = await audit_log.of_order(session, order_id, MAX_LISTED + 1)
+    return AuditLogOut(
+        entries=[AuditEntryOut.of(row) for row in rows[:MAX_LISTED]],
+        has_more=len(rows) > MAX_LISTED,
+    )
 
 
 async def _details(sessions, order_id: str) -> SupportOrderOut:
     order = await find_order(sessions, order_id)
     async with sessions() as session:
         return SupportOrderOut.of(order, await refunds.of_order(session, order_id, MAX_LISTED + 1))
+
+
+@router.post(
+    "/{order_id}/webhooks/redeliver",
+    status_code=202,
+    response_model=RedeliveryOut,
+    operation_id="redeliver_webhook",
+    responses=responses(
+        errors.SupportOnly,
+        errors.OrderNotFound,
+        errors.WebhookNotFound,
+        errors.TemporalUnavailable,
+    ),
+)
+async def redeliver_webhook(
+    order_id: OrderIdPath,
+    body: RedeliverIn,
+    caller: SupportDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    request_id: RequestIdDep,
+) -> RedeliveryOut:
+    """Send one of the order's storefront webhooks again (`event_id`; default: its last),
+    as first sent: same id and body, so a storefront that has it drops the repeat. Retried
+    for a day; the same request again (same `X-Request-ID`) sends it once."""
+    order = await find_order(sessions, order_id)
+    async with sessions() as session:
+        if body.event_id is None:
+            webhook = await webhooks.latest_of_order(session, order_id)
+        else:
+            webhook = await webhooks.get(session, body.event_id)
+    if webhook is None or webhook.order_id != order_id:
+        raise errors.WebhookNotFound(f"No webhook {body.event_id or ''} of order {order_id}")
+    audit.info("%s redelivers webhook %s of order %s", caller.who, webhook.event_id, order_id)
+    redelivery = Redelivery(webhook.event_id, order_id)
+    try:
+        await start_redelivery(temporal, settings.task_queue, redelivery, request_id)
+    except RPCError as err:
+        raise errors.TemporalUnavailable() from err
+    await record_support_action(
+        sessions,
+        caller,
+        "redeliver_webhook",
+        f"redeliver:{webhook.event_id}:{request_id}",  # every request its own delivery
+        order_id,
+        body.reason,
+        {"status": order.status},
+        {"status": order.status, "event_id": webhook.event_id, "type": webhook.type},
+        request_id,
+    )
+    return RedeliveryOut(
+        order_id=order_id,
+        event_id=webhook.event_id,
+        type=webhook.type,
+        workflow_id=f"redeliver-{webhook.event_id}-{request_id}",
+    )

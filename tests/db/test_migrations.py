@@ -55,10 +55,35 @@ def test_the_ledger_guards_are_in_place(fresh_url):
         "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname",
     )
     assert triggers == [
-        f"{table}_{guard}"
-        for table in ("ledger_entries", "ledger_transactions")
-        for guard in ("append_only", "balance", "no_truncate")
+        "audit_log_append_only",
+        "audit_log_no_truncate",
+        *(
+            f"{table}_{guard}"
+            for table in ("ledger_entries", "ledger_transactions")
+            for guard in ("append_only", "balance", "no_truncate")
+        ),
     ]
+
+
+def test_the_audit_log_cannot_be_rewritten(fresh_url):
+    command.upgrade(alembic_config(fresh_url), "head")
+    psql(
+        fresh_url,
+        "INSERT INTO orders (order_id, customer_id, status, amount, currency, items, gateway) "
+        "VALUES ('ord_audited', 'cus_a', 'cancelled', 100, 'CNY', '[]', 'sandbox');"
+        "INSERT INTO audit_log (action_key, actor, action, order_id, reason, before, after, "
+        "request_id) VALUES ('cancel:ord_audited', 'support:alice', 'cancel', 'ord_audited', "
+        """'duplicate', '{"status": "awaiting_payment"}', '{"status": "cancelled"}', 'req_1')""",
+    )
+    for statement in (
+        "UPDATE audit_log SET actor = 'support:mallory'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ):
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            psql(fresh_url, statement)
+        assert "the audit log is append-only" in refused.value.stderr
+    assert psql(fresh_url, "SELECT actor FROM audit_log") == ["support:alice"]
 
 
 def test_downgrade_to_base_and_up_again(fresh_url):

@@ -176,13 +176,20 @@ async def test_the_refund_window_binds_the_storefront_not_support(stack, session
     async with stack.http() as api:
         late = await post_refund(api, order["order_id"])
     async with stack.http(DEV_SUPPORT_KEY) as support:
-        by_support = await post_refund(support, order["order_id"])
+        by_support = await post_refund(support, order["order_id"], {"reason": "goodwill"})
         await refund_settled(support, by_support.json()["refund_id"])
+        [audited] = (await support.get(f"/v1/orders/{order['order_id']}/audit")).json()["entries"]
 
     assert late.status_code == 403
     assert late.json()["type"] == "urn:kassa:problem:refund-window-closed"
     assert by_support.status_code == 202
     assert by_support.json()["requested_by"] == "support"
+    assert (audited["action"], audited["reason"], audited["after"]["outside_window"]) == (
+        "refund",
+        "goodwill",
+        True,
+    )
+    assert audited["after"]["amount"] == order["amount"]  # everything, by default
 
 
 async def test_access_survives_refunding_one_of_two_purchases(stack, sessions):
@@ -253,8 +260,8 @@ async def test_support_refunds_an_order_its_checkout_left_paid(stack, sessions):
     async with stack.http() as api:
         storefront_asks = await post_refund(api, done["order_id"])
     async with stack.http(DEV_SUPPORT_KEY) as support:
-        while_running = await post_refund(support, running["order_id"])
-        refund = await post_refund(support, done["order_id"])
+        while_running = await post_refund(support, running["order_id"], {"reason": "stuck"})
+        refund = await post_refund(support, done["order_id"], {"reason": "stuck"})
         settled = await refund_settled(support, refund.json()["refund_id"])
         after = (await support.get(f"/v1/orders/{done['order_id']}")).json()
     async with sessions.begin() as session:  # let the running checkout end normally

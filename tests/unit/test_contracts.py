@@ -3,7 +3,14 @@ from dataclasses import replace
 import pytest
 
 from api.problems import field_path
-from kassa.contracts import CancelRequest, CheckoutView, RefundView
+from kassa import errors
+from kassa.contracts import (
+    TEMPORAL_CANCEL,
+    CancelRequest,
+    CheckoutView,
+    RefundView,
+    ReviewDecision,
+)
 from kassa.reasons import ReasonCode
 from kassa.statuses import Caller, OrderStatus, RefundStatus
 from tests.support import new_checkout
@@ -66,6 +73,56 @@ def test_the_storefront_is_told_codes_and_its_own_reasons_only():
 
 
 def test_a_cancel_says_who_asked():
-    assert CancelRequest().code == ReasonCode.CANCELLED_BY_STOREFRONT
     assert CancelRequest("x", "storefront:shop").code == ReasonCode.CANCELLED_BY_STOREFRONT
     assert CancelRequest("x", "support:alice").code == ReasonCode.CANCELLED_BY_SUPPORT
+    # A cancellation in Temporal (the UI's Request Cancellation) is support's.
+    assert CancelRequest("x", TEMPORAL_CANCEL).code == ReasonCode.CANCELLED_BY_SUPPORT
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        "",
+        "storefront",
+        "support",
+        "support:",
+        "temporal",
+        "admin:root",
+        "support: alice",
+        "support:alice\n",
+        "support:" + "a" * 65,
+        ":alice",
+        "support:-alice",
+    ],
+)
+def test_updates_without_an_actor_the_api_would_write_are_refused(who):
+    with pytest.raises(errors.ActorRequired) as refused:
+        CancelRequest("x", who).check()
+    assert (refused.value.status, refused.value.field) == (422, "requested_by")
+    with pytest.raises(errors.ActorRequired) as refused:
+        ReviewDecision("refund it", who).check()
+    assert refused.value.field == "decided_by"
+
+
+def test_an_update_typed_without_its_actor_is_refused():
+    with pytest.raises(errors.ActorRequired):
+        CancelRequest().check()
+    with pytest.raises(errors.ActorRequired):
+        ReviewDecision("refund it").check()
+
+
+def test_actors_as_the_api_writes_them_pass():
+    CancelRequest("buyer left", "storefront:shop-web").check()
+    CancelRequest("duplicate order", "support:alice@example.com").check()
+    ReviewDecision("refund it", "support:alice").check()
+    with pytest.raises(errors.ActorRequired):  # only support decides on a held payment
+        ReviewDecision("keep it", "storefront:shop").check()
+
+
+def test_support_acts_with_a_reason():
+    with pytest.raises(errors.ReasonRequired) as refused:
+        CancelRequest("  ", "support:alice").check()
+    assert (refused.value.status, refused.value.field) == (403, "reason")
+    with pytest.raises(errors.ReasonRequired) as refused:
+        ReviewDecision("", "support:alice").check()
+    assert refused.value.field == "note"

@@ -74,7 +74,9 @@ async def test_cancel_closes_the_gateway_payment(started, sessions, sandbox):
     checkout = new_checkout()
     view, handle = await started(checkout)
 
-    ended = await handle.execute_update(CheckoutWorkflow.cancel, CancelRequest("buyer left"))
+    ended = await handle.execute_update(
+        CheckoutWorkflow.cancel, CancelRequest("buyer left", "storefront:shop")
+    )
 
     assert ended.status == OrderStatus.CANCELLED
     assert (await handle.result()).status == OrderStatus.CANCELLED

@@ -67,7 +67,9 @@ async def test_history_is_encrypted_and_the_codec_server_decodes_it(
     checkout = new_checkout()
     view, handle = await started(checkout)
     assert view.status == OrderStatus.AWAITING_PAYMENT  # the worker decoded and encoded
-    ended = await handle.execute_update(CheckoutWorkflow.cancel, CancelRequest("buyer left"))
+    ended = await handle.execute_update(
+        CheckoutWorkflow.cancel, CancelRequest("buyer left", "storefront:shop")
+    )
     assert ended.status == OrderStatus.CANCELLED
     assert (await handle.result()).status == OrderStatus.CANCELLED
 

@@ -78,7 +78,9 @@ async def test_another_amount_found_only_by_the_close_is_held(started, sessions,
     view, handle = await started(checkout)
     await buyer_acts(view.payment.payment_url, amount=100)  # no callback reaches the workflow
 
-    answer = await handle.execute_update(CheckoutWorkflow.cancel, CancelRequest("changed mind"))
+    answer = await handle.execute_update(
+        CheckoutWorkflow.cancel, CancelRequest("changed mind", "storefront:shop")
+    )
 
     assert answer.status == OrderStatus.ON_HOLD
     order = await order_row(sessions, checkout.order_id)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from db import refunds
@@ -447,3 +447,31 @@ class TestDatabaseRefusals:
         assert result.status == OrderStatus.REFUNDED
         assert "fulfilment failed: value too long" in result.reason  # at the first attempt
         assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 4500
+
+
+async def test_a_cancellation_in_temporal_does_not_stop_a_refund(
+    fulfilled, time_skipping_env, task_queue, sessions, gateway_behaviour, settings, sandbox
+):
+    """The gateway was asked; support clicks Request Cancellation in the UI: the refund goes
+    on, is settled and booked (a cancelled refund would leave it pending, its money out)."""
+    await gateway_behaviour(refunds_settle="later")
+    checkout = await fulfilled()
+    handle = await refund(time_skipping_env, task_queue, checkout, 3000, sessions=sessions)
+    refund_id = f"rf_{checkout.order_id}_1"
+    while refund_id not in sandbox.refunds:  # the gateway accepted it for processing
+        await asyncio.sleep(0.01)
+
+    await handle.cancel()
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        settled = await http.post(
+            f"/_emulator/refunds/{refund_id}/settle", json={"outcome": "succeeded"}
+        )
+        settled.raise_for_status()
+
+    assert (await handle.result()).status == RefundStatus.SUCCEEDED  # found by its checks
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    async with sessions() as session:
+        assert (await session.get(Refund, refund_id)).status == RefundStatus.SUCCEEDED
+    order = await order_row(sessions, checkout.order_id)
+    assert (order.status, order.refunded_amount) == ("refunded", 3000)
+    assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 3000
