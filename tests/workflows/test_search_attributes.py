@@ -37,7 +37,9 @@ async def held(started, **overrides):
     checkout = new_checkout(**overrides)
     view, handle = await started(checkout)
     await buyer_acts(view.payment.payment_url, amount=100)
-    answer = await handle.execute_update(CheckoutWorkflow.cancel, CancelRequest("changed mind"))
+    answer = await handle.execute_update(
+        CheckoutWorkflow.cancel, CancelRequest("changed mind", "storefront:shop")
+    )
     assert answer.status == OrderStatus.ON_HOLD
     return checkout, handle
 
@@ -139,7 +141,7 @@ class TestReview:
         assert (await attributes(handle)).get(search.NEEDS_ATTENTION) == "held_payment"
 
         ended = await handle.execute_update(
-            CheckoutWorkflow.review, ReviewDecision("wrong amount, give it back")
+            CheckoutWorkflow.review, ReviewDecision("wrong amount, give it back", "support:alice")
         )
 
         assert ended.status == OrderStatus.FAILED
