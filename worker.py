@@ -120,7 +120,7 @@ def build_worker(
     """`replace` swaps activities by name (tests inject failures this way)."""
     gateways = build_gateways(settings, http)
     activities = activities_of(
-        OrderActivities(sessions),
+        OrderActivities(sessions, settings),
         RiskActivities(sessions, settings),
         PaymentActivities(gateways, sessions, settings),
         LedgerActivities(sessions),

@@ -8,8 +8,10 @@ from temporalio import activity
 from db import audit, orders
 from kassa import metrics
 from kassa.contracts import AuditRecord, CheckoutInput, StatusChange
-from kassa.errors import IllegalStatusTransition
+from kassa.errors import CheckoutNotSealed, IllegalStatusTransition
+from kassa.settings import Settings
 from kassa.statuses import OrderStatus
+from orchestration.seal import is_sealed
 
 
 def _after(status: OrderStatus) -> set[OrderStatus]:
@@ -22,11 +24,18 @@ def _after(status: OrderStatus) -> set[OrderStatus]:
 
 
 class OrderActivities:
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(self, sessions: async_sessionmaker, settings: Settings) -> None:
         self._sessions = sessions
+        self._settings = settings
 
     @activity.defn
     async def create_order(self, checkout: CheckoutInput) -> None:
+        """Create the order of a checkout Kassa started: one without the API's seal (started
+        by hand in Temporal) is refused for good (CheckoutNotSealed)."""
+        if not is_sealed(self._settings, checkout):
+            raise CheckoutNotSealed(
+                f"checkout {checkout.order_id} does not carry Kassa's seal; no order is created"
+            )
         async with self._sessions.begin() as session:
             await orders.create(session, checkout)
 

@@ -59,6 +59,9 @@ class CheckoutInput:
     # A payment held for support escalates (NeedsAttention = held_payment_overdue) after
     # this long, and says again how long it has waited each such period; the hold goes on.
     hold_escalate_hours: int = 24
+    # The API's seal over all of the above (orchestration/seal.py): the order is created only
+    # for a checkout Kassa started, never for one started by hand in Temporal.
+    seal: str = ""
 
     @property
     def amount(self) -> int:

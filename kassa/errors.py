@@ -330,6 +330,13 @@ class RefundStateConflict(KassaError):
     slug, title = "refund-state-conflict", "Money moved for a refund written off here"
 
 
+class CheckoutNotSealed(KassaError):
+    """A checkout whose input does not carry the API's seal (started by hand in Temporal, or
+    changed after the API sealed it): no order is created, nothing reaches the gateway."""
+
+    slug, title = "checkout-not-sealed", "Kassa did not start this checkout"
+
+
 class RefundNotReserved(KassaError):
     """A refund workflow whose refund Kassa never reserved (started by hand, from outside
     Kassa's own code paths), or whose input differs from the reservation: refused, so

@@ -76,6 +76,10 @@ def settings(database_url, ports, alipay_keys) -> Settings:
         rate_limit_storefront="10000/second",
         rate_limit_support="10000/second",
         rate_limit_callbacks="10000/second",
+        # Workers of many tests (and of several test runs) share this host: none serves
+        # metrics on the fixed ports; tests/e2e/test_observability.py picks its own.
+        worker_metrics_port=0,
+        temporal_metrics_port=0,
     )
 
 

@@ -33,6 +33,8 @@ def process_env(settings: Settings) -> dict[str, str]:
         "KASSA_STATUS_CHECK_FIRST_SECONDS": str(settings.status_check_first_seconds),
         "KASSA_STATUS_CHECK_MAX_SECONDS": str(settings.status_check_max_seconds),
         "KASSA_EXPIRES_IN_MIN": str(settings.expires_in_min),
+        "KASSA_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+        "KASSA_TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
     }
 
 

@@ -23,7 +23,7 @@ from worker import running_worker
 
 async def main() -> None:
     settings = get_settings()
-    orders = OrderActivities(make_sessionmaker(make_engine(settings.database_url)))
+    orders = OrderActivities(make_sessionmaker(make_engine(settings.database_url)), settings)
 
     @activity.defn(name="set_status")
     async def set_status_then_die(change: StatusChange) -> None:

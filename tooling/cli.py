@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from datetime import timedelta
@@ -167,18 +168,28 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_codec(settings, host=args.host)
     if args.command == "temporal":
-        return asyncio.run(temporal_setup(settings, args.retention_days, args.wait))
+        _exit_past_temporal(asyncio.run(temporal_setup(settings, args.retention_days, args.wait)))
     if not settings.database_url:
         parser.error(f"{args.command} needs DATABASE_URL (kassa run prints it)")
     if args.command == "ledger":
         return asyncio.run(ledger_check(settings))
     if args.command == "support":
         order_id = getattr(args, "order_id", None)
-        return asyncio.run(support(settings, args.action, order_id, getattr(args, "limit", 500)))
+        limit = getattr(args, "limit", 500)
+        _exit_past_temporal(asyncio.run(support(settings, args.action, order_id, limit)))
     from db.engine import migrate
 
     migrate(settings.database_url)
     return 0
+
+
+def _exit_past_temporal(code: int) -> None:
+    """Exit a command that used a Temporal client without the interpreter's teardown: the
+    SDK's Rust threads may still run then and abort the process (temporalio/sdk-python#300),
+    turning a command that succeeded into exit status 134."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from kassa import errors
 from kassa.contracts import CheckoutInput, CheckoutView
 from kassa.settings import Settings
 from orchestration.client import CheckoutAlreadyEnded, start_checkout
+from orchestration.seal import sealed
 
 router = APIRouter(prefix="/v1", tags=["checkouts"])
 
@@ -130,7 +131,10 @@ def _check_bounds(body: CheckoutIn, settings: Settings, gateways: dict) -> int:
 async def _start(temporal, sessions, settings: Settings, checkout: CheckoutInput) -> CheckoutView:
     try:
         return await start_checkout(
-            temporal, checkout, settings.task_queue, settings.checkout_start_timeout_seconds
+            temporal,
+            sealed(settings, checkout),  # the worker creates orders for sealed checkouts only
+            settings.task_queue,
+            settings.checkout_start_timeout_seconds,
         )
     except CheckoutAlreadyEnded as err:
         async with sessions() as session:

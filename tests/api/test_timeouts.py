@@ -14,6 +14,7 @@ from api.app import create_app
 from db.models import Order
 from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY
 from orchestration.client import start_checkout
+from orchestration.seal import sealed
 from orchestration.temporal import data_converter
 from tests.crashing import TemporalServer
 from tests.e2e.test_purchase import checkout_body
@@ -54,7 +55,7 @@ async def test_cancel_without_a_worker_is_503_and_safe_to_repeat(dev_env, settin
     queue = f"cancel-{uuid.uuid4().hex[:6]}"
     checkout = new_checkout()
     async with running_worker(dev_env.client, settings, queue):
-        await start_checkout(dev_env.client, checkout, queue, wait_seconds=30)
+        await start_checkout(dev_env.client, sealed(settings, checkout), queue, wait_seconds=30)
     # The worker is gone: the cancel update cannot be answered in time.
     quick = settings.model_copy(update={"checkout_start_timeout_seconds": 1.0})
     async with serving(create_app(quick, temporal_client=dev_env.client), free_port()) as url:

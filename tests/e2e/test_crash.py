@@ -19,6 +19,7 @@ from kassa.ids import checkout_workflow_id
 from kassa.settings import DEV_STOREFRONT_KEY
 from kassa.statuses import OrderStatus
 from orchestration.client import start_checkout
+from orchestration.seal import sealed
 from tests.crashing import PATIENCE, SEED, Process, process_env, worker_process
 from tests.e2e.test_refunds import post_refund, refund_settled
 from tests.purchases import (
@@ -60,7 +61,9 @@ async def test_killing_the_worker_loses_and_doubles_nothing(
         checkout = new_checkout(amount=1000 + n)
         for _ in range(8):  # a start that times out while the worker is dead is retried
             try:
-                view = await start_checkout(dev_env.client, checkout, queue, wait_seconds=15)
+                view = await start_checkout(
+                    dev_env.client, sealed(ours, checkout), queue, wait_seconds=15
+                )
                 break
             except TimeoutError:
                 continue
@@ -183,7 +186,9 @@ async def test_a_checkout_task_lost_after_its_steps_committed_ends_right(
     checkout = new_checkout(amount=3000)
     try:
         dying.spawn()
-        view = await start_checkout(dev_env.client, checkout, ours.task_queue, wait_seconds=30)
+        view = await start_checkout(
+            dev_env.client, sealed(ours, checkout), ours.task_queue, wait_seconds=30
+        )
         await buyer_acts(view.payment.payment_url)
         await eventually(lambda: dying.proc.poll() is not None, timeout=PATIENCE)
         async with stack.http() as api:

@@ -272,8 +272,19 @@ async def test_production_shaped_stack_survives_a_killed_worker(dev_env, databas
                 kassa_env | {"WEB_CONCURRENCY": "2"},  # as docker-compose.yml runs it
                 tmp_path / "api.log",
             )
+            # Two workers on one host: each serves its metrics on ports of its own (in
+            # docker-compose.yml each has its own network, and the defaults do).
             workers = [
-                Server(f"worker {n}", [PY, "-m", "worker"], kassa_env, tmp_path / f"worker{n}.log")
+                Server(
+                    f"worker {n}",
+                    [PY, "-m", "worker"],
+                    kassa_env
+                    | {
+                        "KASSA_WORKER_METRICS_PORT": str(free_port()),
+                        "KASSA_TEMPORAL_METRICS_PORT": str(free_port()),
+                    },
+                    tmp_path / f"worker{n}.log",
+                )
                 for n in (1, 2)
             ]
             servers += [alipay, api, *workers]

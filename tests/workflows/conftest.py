@@ -15,6 +15,7 @@ from kassa.contracts import CheckoutInput, CheckoutView, PaymentEvent
 from kassa.ids import checkout_workflow_id
 from kassa.statuses import PaymentOutcome
 from orchestration.client import start_checkout
+from orchestration.seal import sealed
 from tests.support import buyer_acts
 from worker import running_worker
 from workflows.checkout import CheckoutWorkflow
@@ -61,7 +62,9 @@ async def started(
     async with running_worker(client, isolated, task_queue, replaced_activities):
 
         async def start(checkout: CheckoutInput):
-            view = await start_checkout(client, checkout, task_queue, wait_seconds=30)
+            view = await start_checkout(
+                client, sealed(settings, checkout), task_queue, wait_seconds=30
+            )
             handle = client.get_workflow_handle_for(
                 CheckoutWorkflow.run, checkout_workflow_id(checkout.order_id)
             )

@@ -9,8 +9,13 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+from temporalio.client import WorkflowFailureError
+
 from kassa.contracts import CancelRequest
+from kassa.ids import checkout_workflow_id
 from kassa.statuses import OrderStatus, PaymentOutcome
+from orchestration.seal import sealed
 from tests.support import buyer_acts, eventually, new_checkout, record_history
 from tests.workflows.conftest import (
     entitlements,
@@ -220,3 +225,30 @@ async def test_a_hand_typed_payment_callback_pays_nothing(started, sessions, san
     await pay(view, handle)  # the real callback, under the event id the forgery used
     assert (await handle.result()).status == OrderStatus.FULFILLED
     assert gateway_payment(sandbox, checkout.order_id)["refunded_amount"] == 0
+
+
+async def test_a_checkout_started_by_hand_gets_no_order(
+    started, workflow_env, task_queue, settings, sessions, sandbox
+):
+    """A CheckoutWorkflow started in Temporal by hand (the UI's Start Workflow, `temporal
+    workflow start`): without the API's seal, or with a sealed input changed afterwards (a
+    lower price), it fails before any order or gateway payment exists."""
+    unsealed = new_checkout(amount=9900)
+    honest = sealed(settings, new_checkout(amount=9900))
+    cheaper = replace(honest, items=[replace(honest.items[0], unit_amount=1)])
+    for forged in (unsealed, cheaper):
+        handle = await workflow_env.client.start_workflow(
+            CheckoutWorkflow.run,
+            forged,
+            id=checkout_workflow_id(forged.order_id),
+            task_queue=task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        assert failed.value.cause.type == "CheckoutNotSealed"
+        assert await order_row(sessions, forged.order_id) is None
+        assert gateway_payment(sandbox, forged.order_id) is None
+    # The same checkout as the API seals it is created.
+    view, handle = await started(new_checkout())
+    assert view.status == OrderStatus.AWAITING_PAYMENT
+    await handle.terminate("test over")
