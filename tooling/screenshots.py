@@ -34,6 +34,7 @@ from urllib.parse import quote
 import httpx
 
 from kassa.ids import checkout_workflow_id, refund_workflow_id
+from kassa.search import DECLINED_MAY_RETRY, NeedsAttention
 from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,28 +52,24 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1920, "height": 900}  # wide enough for the added columns
+VIEWPORT = {"width": 2240, "height": 900}  # wide enough for the added columns
 NAMESPACE = "default"
 
-# The saved view of docs/support.md: everything support must act on, with today's search
-# attributes (kassa/search.py) and Temporal's own. A held payment waits for a decision; a
-# failed refund (a customer's, a compensation, a stray capture's) needs a decision; a
-# checkout that failed, or was terminated or cancelled from Temporal, may have stranded a
-# payment.
-# <!-- after #10 attrs: NeedsAttention = true replaces this query -->
+# The saved view of docs/support.md: everything support must act on. The workflows set
+# NeedsAttention to why (kassa/search.py) and unset it when nothing needs a human; an unset
+# attribute is NULL to visibility. A checkout stopped by hand from Temporal sets nothing:
+# `kassa support stuck` finds those from the database.
 NEEDS_SUPPORT_VIEW = "Needs support"
-NEEDS_SUPPORT = (
-    "PaymentStatus = 'on_hold' OR RefundStatus = 'failed' OR "
-    "ExecutionStatus IN ('Failed', 'Terminated', 'Canceled', 'TimedOut')"
-)
+NEEDS_SUPPORT = "NeedsAttention IS NOT NULL"
 ALL_CHECKOUTS = "WorkflowType = 'CheckoutWorkflow'"
-STRAYS = "PaymentStatus IN ('late_payment', 'double_payment', 'amount_mismatch', 'overpayment')"
+# A stray capture's refund says its kind in RefundKind.
+STRAYS = "RefundKind IN ('late_payment', 'double_payment', 'amount_mismatch', 'overpayment')"
 # The columns support adds to the workflows table (the list's column settings), and those
-# it removes to make room (Start goes back at the end; workflow ids say checkout- or refund-).
+# it removes to make room (workflow ids say checkout- or refund-; the list is newest first).
 COLUMNS_REMOVED = ("Run ID", "Type", "Start", "End")
 COLUMNS_ADDED = (
-    *("PaymentStatus", "RefundStatus", "OrderId", "CustomerId", "AmountMinor", "Gateway"),
-    "Start",
+    *("NeedsAttention", "PaymentStatus", "RefundStatus", "RefundKind", "OrderId", "CustomerId"),
+    *("AmountMinor", "Currency", "PaymentExpiresAt"),
 )
 
 
@@ -103,10 +100,8 @@ class Purchase:
         ended (a refund afterwards is a workflow of its own and does not change it)."""
         if self.refund:
             return ("fulfilled",)
-        if self.expect_reason == "declined_may_retry":
-            # after #10 attrs: the declined checkout's own PaymentStatus; either, so the
-            # script runs before and after that lands.
-            return (self.expect, "declined_may_retry")
+        if self.expect_reason == DECLINED_MAY_RETRY:
+            return (DECLINED_MAY_RETRY,)  # the checkout says more than the order's status
         return (self.expect,)
 
 
@@ -128,7 +123,7 @@ MIX: tuple[Purchase, ...] = (
         "Go 101",
         "decline",
         expect="awaiting_payment",
-        expect_reason="declined_may_retry",
+        expect_reason=DECLINED_MAY_RETRY,
         shows="declined; the buyer may try again",
     ),
     Purchase(
@@ -435,7 +430,9 @@ async def wait_for_visibility(stack: Stack) -> None:
 
     checks = [
         (ALL_CHECKOUTS, len(MIX)),
-        (NEEDS_SUPPORT, 2),  # the held payment and the failed refund
+        (NEEDS_SUPPORT, 2),  # the held payment and the failed refund, and why
+        (f"NeedsAttention = '{NeedsAttention.HELD_PAYMENT}'", 1),
+        (f"NeedsAttention = '{NeedsAttention.REFUND_FAILED}'", 1),
         (STRAYS, 1),  # the late payment's refund
         *(
             (f"OrderId = '{p.order_id}' AND PaymentStatus IN ({_quoted(p.payment_statuses)})", 1)
@@ -461,7 +458,7 @@ SHOTS = (
     Shot("waiting-checkout.png", "a checkout waiting for its buyer: summary and details"),
     Shot("held-payment.png", "a payment of another amount, held for support"),
     Shot("failed-refund.png", "a refund the gateway could not pay out"),
-    Shot("stray-captures.png", "the refund of a late payment, by PaymentStatus"),
+    Shot("stray-captures.png", "the refund of a late payment, by RefundKind"),
 )
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kassa.search import SEARCH_ATTRIBUTES
+from kassa.search import DECLINED_MAY_RETRY, SEARCH_ATTRIBUTES, NeedsAttention
 from kassa.settings import Settings
-from kassa.statuses import OrderStatus, RefundStatus, StrayKind
+from kassa.statuses import OrderStatus, RefundKind, RefundStatus, StrayKind
 from tooling import screenshots
+from tooling.support import ATTENTION_QUERY
 
 ROOT = Path(__file__).resolve().parents[2]
 # Temporal's own attributes the queries may use.
@@ -52,15 +53,26 @@ def test_the_mix_has_every_case_the_runbook_shows():
 
 def test_the_queries_name_only_attributes_that_exist():
     ours = {key.name for key in SEARCH_ATTRIBUTES}
-    # after #10 attrs: a declined checkout's PaymentStatus becomes declined_may_retry.
-    values = {str(s) for s in (*OrderStatus, *RefundStatus, *StrayKind)} | {"declined_may_retry"}
+    values = {
+        str(v) for v in (*OrderStatus, *RefundStatus, *RefundKind, *StrayKind, *NeedsAttention)
+    } | {DECLINED_MAY_RETRY}
     for query in QUERIES:
-        names = set(re.findall(r"(\w+)\s*(?:=|!=|<|>|\bIN\b)", query))
+        names = set(re.findall(r"(\w+)\s*(?:=|!=|<|>|\bIN\b|\bIS\b)", query))
         assert names and names <= ours | BUILT_IN, query
-        # Kassa's statuses: `PaymentStatus = 'x'` or `PaymentStatus IN ('x', 'y')`.
-        ours_compared = r"(?:PaymentStatus|RefundStatus)\s*(?:=\s*'\w+'|IN\s*\([^)]*\))"
+        # Kassa's values: `PaymentStatus = 'x'` or `RefundKind IN ('x', 'y')`.
+        ours_compared = (
+            r"(?:PaymentStatus|RefundStatus|RefundKind|NeedsAttention)"
+            r"\s*(?:=\s*'\w+'|IN\s*\([^)]*\))"
+        )
         for compared in re.findall(ours_compared, query):
             assert set(re.findall(r"'(\w+)'", compared)) <= values, compared
+
+
+def test_the_saved_view_is_what_needs_attention():
+    assert screenshots.NEEDS_SUPPORT == ATTENTION_QUERY  # the same as `kassa support stuck`
+    added = set(screenshots.COLUMNS_ADDED)
+    assert {"NeedsAttention", "Currency", "PaymentExpiresAt", "RefundKind"} <= added
+    assert added <= {key.name for key in SEARCH_ATTRIBUTES}
 
 
 def test_the_runbook_shows_every_screenshot():
