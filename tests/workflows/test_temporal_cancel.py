@@ -22,6 +22,7 @@ from db.models import Invoice
 from kassa.contracts import CancelRequest, CheckoutInput, ReviewDecision
 from kassa.ids import checkout_workflow_id
 from kassa.statuses import OrderStatus, PaymentOutcome
+from orchestration.seal import sealed
 from tests.support import buyer_acts, new_checkout
 from tests.workflows.conftest import (
     entitlements,
@@ -154,13 +155,13 @@ class TestDuringFulfilment:
         return {"book_capture": book_capture}
 
     async def test_a_cancellation_during_fulfilment_still_fulfils(
-        self, gate, started, workflow_env, task_queue, sessions, sandbox
+        self, gate, started, workflow_env, task_queue, sessions, sandbox, settings
     ):
         started_step, go = gate
         checkout = new_checkout()
         handle = await workflow_env.client.start_workflow(
             CheckoutWorkflow.run,
-            checkout,
+            sealed(settings, checkout),
             id=checkout_workflow_id(checkout.order_id),
             task_queue=task_queue,
             task_timeout=timedelta(seconds=2),
