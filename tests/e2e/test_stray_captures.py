@@ -3,7 +3,9 @@ expired, and a second payment for an order already paid (the hard-cases issue)."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import httpx
 from temporalio.service import RPCError
@@ -11,7 +13,7 @@ from temporalio.service import RPCError
 from db.models import StrayCapture
 from gateways.sandbox import sandbox_reference
 from kassa import search
-from kassa.ids import refund_workflow_id, stray_refund_id
+from kassa.ids import checkout_workflow_id, refund_workflow_id, stray_refund_id
 from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
@@ -152,6 +154,48 @@ async def test_reconciliation_finds_a_capture_whose_callback_never_came(
     assert (stray.kind, stray.amount, stray.status) == ("double_payment", 29700, "succeeded")
     assert [r["amount"] for r in sandbox.refunds.values() if r["payment_id"] == second] == [29700]
     assert sandbox.payments[first]["refunded_amount"] == 0
+
+
+async def test_a_payment_after_its_checkout_was_terminated_is_given_back(
+    stack, sandbox, sessions, settings, monkeypatch
+):
+    """Support terminates two checkouts in the Temporal UI: their orders stay awaiting
+    payment with their gateway payments open, and one buyer pays anyway (nobody listens).
+    Reconciliation ends both orders, closes the open payment and gives the money back."""
+    monkeypatch.setattr(settings, "reconcile_grace_seconds", 0)  # no waiting in a test
+    async with stack.http() as api:
+        paid = (await post_checkout(api, checkout_body(expires_in_seconds=2))).json()
+        left = (await post_checkout(api, checkout_body(expires_in_seconds=2))).json()
+        for checkout in (paid, left):
+            handle = stack.temporal.get_workflow_handle(checkout_workflow_id(checkout["order_id"]))
+            await handle.terminate("support pressed Terminate")
+        await buyer_acts(paid["payment"]["payment_url"])
+        paid_id = paid["payment"]["payment_url"].rsplit("/", 1)[1]
+        left_id = left["payment"]["payment_url"].rsplit("/", 1)[1]
+        assert sandbox.payments[paid_id]["status"] == "succeeded"
+        stuck = (await api.get(f"/v1/orders/{paid['order_id']}")).json()
+        assert stuck["status"] == "awaiting_payment"  # the callback found no checkout
+        window = datetime.fromisoformat(left["payment"]["expires_at"])
+        await asyncio.sleep(max(0.0, (window - datetime.now(UTC)).total_seconds()) + 0.5)
+
+        found = await reconcile(stack)
+        again = await reconcile(stack)
+        stray = await eventually(lambda: _refunded(sessions, paid_id), timeout=30)
+        ended = [(await api.get(f"/v1/orders/{c['order_id']}")).json() for c in (paid, left)]
+
+    assert {paid["order_id"], left["order_id"]} <= set(found.orders_closed)
+    assert paid_id in found.strays_found
+    assert paid["order_id"] not in again.orders_closed and paid_id not in again.strays_found
+    assert [(o["status"], o["reason_code"]) for o in ended] == [("expired", "expired")] * 2
+    assert (stray.kind, stray.amount, stray.status) == ("late_payment", 29700, "succeeded")
+    assert sandbox.payments[paid_id]["refunded_amount"] == 29700
+    assert sandbox.payments[left_id]["status"] in ("closed", "expired")  # no longer payable
+    assert await ledger_of(sessions, paid["order_id"]) == [
+        ("stray_capture", "gateway:sandbox", 29700),
+        ("stray_capture", "unallocated", -29700),
+        ("stray_refund", "unallocated", 29700),
+        ("stray_refund", "gateway:sandbox", -29700),
+    ]
 
 
 async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
