@@ -217,6 +217,8 @@ class ReconcileProgress:
     strays_found: list[str] = field(default_factory=list)
     orders_closed: list[str] = field(default_factory=list)
     batches: int = 0
+    page: int = 50  # orders per activity
+    pages_per_run: int = 40  # then continue as new (the history stays bounded)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ with workflow.unsafe.imports_passed_through():
         ReconcileReport,
     )
 
-PAGE = 50  # orders per activity: a page fits well within its timeout, even with retries
-PAGES_PER_RUN = 40  # then continue as new: the history stays bounded however big the shop
+# Pages of 50 orders (ReconcileProgress.page) fit well within an activity's timeout, even
+# with retries; after 40 pages (pages_per_run) a run continues as new, so its history stays
+# bounded however big the shop.
 PAGE_RETRIES = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2,
@@ -54,7 +55,7 @@ class ReconcileWorkflow:
         self._progress = progress
         pages = 0
         while progress.phase != ReconcilePhase.DONE:
-            if pages >= PAGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            if pages >= progress.pages_per_run or workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(args=[lookback_hours, progress])
             progress = await self._page(progress)
             self._progress = progress
@@ -87,7 +88,7 @@ class ReconcileWorkflow:
 
     async def _page(self, progress: ReconcileProgress) -> ReconcileProgress:
         """One page of the current phase, and the progress after it."""
-        batch = ReconcileBatch(progress.phase, progress.since, progress.cursor, PAGE)
+        batch = ReconcileBatch(progress.phase, progress.since, progress.cursor, progress.page)
         ended = progress.phase == ReconcilePhase.ENDED
         step = ReconcileActivities.reconcile_ended if ended else ReconcileActivities.close_abandoned
         try:
@@ -107,7 +108,7 @@ class ReconcileWorkflow:
                 type="ReconcileFailed",
                 non_retryable=True,
             ) from err
-        if result.orders < PAGE:  # the last page of this phase
+        if result.orders < progress.page:  # the last page of this phase
             phase = ReconcilePhase.DONE if ended else ReconcilePhase.ENDED
             cursor = None
         else:

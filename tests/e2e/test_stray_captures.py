@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from temporalio.service import RPCError
 
+from db import orders
 from db.models import StrayCapture
 from gateways.sandbox import sandbox_reference
 from kassa import search
@@ -198,9 +200,35 @@ async def test_a_payment_after_its_checkout_was_terminated_is_given_back(
     ]
 
 
-async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
-    from datetime import timedelta
+async def test_a_pass_goes_page_by_page_and_continues_as_new(stack, sessions):
+    """Pages of two orders, two pages a run: a pass over a few orders runs several pages
+    and continues as new, and its report adds them all up."""
+    from temporalio.client import WorkflowExecutionStatus
 
+    from kassa.contracts import ReconcileProgress
+    from workflows.reconcile import ReconcileWorkflow
+
+    async with stack.http() as api:
+        for _ in range(3):
+            await bought(api)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    async with sessions() as session:
+        ended = len(await orders.ended_since(session, since))
+    handle = await stack.temporal.start_workflow(
+        ReconcileWorkflow.run,
+        args=[1, ReconcileProgress(since=since, page=2, pages_per_run=2)],
+        id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.settings.task_queue,
+    )
+    report = await handle.result()
+    first = stack.temporal.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+
+    assert report.orders_checked >= ended >= 3
+    assert report.batches >= ended // 2 + 1  # at least one (empty) page of abandoned orders
+    assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+
+async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
     from orchestration.temporal import RECONCILE_SCHEDULE, ensure_reconcile_schedule
 
     handle = dev_env.client.get_schedule_handle(RECONCILE_SCHEDULE)
