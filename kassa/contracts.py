@@ -219,6 +219,7 @@ class ReconcileProgress:
     batches: int = 0
     page: int = 50  # orders per activity
     pages_per_run: int = 40  # then continue as new (the history stays bounded)
+    page_attempts: int = 10  # tries of one page before the pass fails for good
 
 
 @dataclass(frozen=True)

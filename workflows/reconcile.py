@@ -97,7 +97,7 @@ class ReconcileWorkflow:
                 batch,
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=PAGE_RETRIES,
+                retry_policy=replace(PAGE_RETRIES, maximum_attempts=progress.page_attempts),
                 summary=f"{progress.phase} orders after {progress.cursor or 'the first'}",
             )
         except ActivityError as err:

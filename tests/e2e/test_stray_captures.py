@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from temporalio.service import RPCError
 
 from db import orders
@@ -226,6 +227,40 @@ async def test_a_pass_goes_page_by_page_and_continues_as_new(stack, sessions):
     assert report.orders_checked >= ended >= 3
     assert report.batches >= ended // 2 + 1  # at least one (empty) page of abandoned orders
     assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+
+async def test_a_pass_that_fails_for_good_says_where(stack, sandbox, settings):
+    """A gateway down for good: the pass fails (support sees a failed ReconcileWorkflow)
+    with a message that says what it was doing and that the next pass starts over."""
+    from temporalio.client import WorkflowFailureError
+
+    from kassa.contracts import ReconcileProgress
+    from workflows.reconcile import ReconcileWorkflow
+
+    async with stack.http() as api:
+        await bought(api)  # at least one ended order to compare
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        await http.put("/_emulator/behaviour", json={"faults": {"api_errors": 1.0}})
+        try:
+            with pytest.raises(WorkflowFailureError) as failed:
+                await stack.temporal.execute_workflow(
+                    ReconcileWorkflow.run,
+                    args=[
+                        1,
+                        ReconcileProgress(
+                            since=datetime.now(UTC) - timedelta(hours=1), page_attempts=2
+                        ),
+                    ],
+                    id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
+                    task_queue=stack.settings.task_queue,
+                )
+        finally:
+            await http.put("/_emulator/behaviour", json={})
+
+    cause = failed.value.cause
+    assert cause.type == "ReconcileFailed"
+    assert "failed for good on the ended orders after the first" in cause.message
+    assert "HTTP 500" in cause.message and "next scheduled pass starts over" in cause.message
 
 
 async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
