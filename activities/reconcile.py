@@ -83,7 +83,7 @@ class ReconcileActivities:
             page = await orders.unfinished_before(
                 session, datetime.now(UTC) - grace, batch.after, batch.limit
             )
-        closed, found = [], []
+        closed, found, views = [], [], []
         for order in page:
             activity.heartbeat(order.order_id)
             if await temporal.checkout_runs(self._temporal, order.order_id):
@@ -101,10 +101,13 @@ class ReconcileActivities:
             if ended is None:
                 continue  # something else ended it meanwhile: the ended pass compares it
             closed.append(order.order_id)
+            views.append(orders.as_view(ended))
             async with self._sessions() as session:
                 strays = await refunds.stray_payments(session, [order.order_id])
             found += await self._give_back_strays(ended, references, strays)
-        return ReconcileBatchResult(len(page), page[-1].order_id if page else None, found, closed)
+        return ReconcileBatchResult(
+            len(page), page[-1].order_id if page else None, found, closed, views
+        )
 
     async def _end(self, order: Order) -> Order | None:
         """The order ended as its checkout would have: expired once a payment was opened

@@ -238,6 +238,8 @@ class ReconcileBatchResult:
     last_order_id: str | None
     strays_found: list[str] = field(default_factory=list)
     orders_closed: list[str] = field(default_factory=list)
+    # The orders reconciliation ended, as the storefront's webhook tells them.
+    ended_views: list[CheckoutView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

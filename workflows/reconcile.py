@@ -21,13 +21,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
     from activities.reconcile import ReconcileActivities
     from kassa.contracts import (
         RECONCILE_WORKFLOW,
+        CheckoutView,
         ReconcileBatch,
         ReconcilePhase,
         ReconcileProgress,
         ReconcileReport,
+        StorefrontEvent,
     )
 
 # Pages of 50 orders (ReconcileProgress.page) fit well within an activity's timeout, even
@@ -108,6 +111,8 @@ class ReconcileWorkflow:
                 type="ReconcileFailed",
                 non_retryable=True,
             ) from err
+        for view in result.ended_views:
+            await self._tell_storefront(view)
         if result.orders < progress.page:  # the last page of this phase
             phase = ReconcilePhase.DONE if ended else ReconcilePhase.ENDED
             cursor = None
@@ -122,6 +127,23 @@ class ReconcileWorkflow:
             orders_closed=[*progress.orders_closed, *result.orders_closed],
             batches=progress.batches + 1,
         )
+
+    async def _tell_storefront(self, view: CheckoutView) -> None:
+        """The webhook the checkout would have sent (same event id): a few tries only, so a
+        storefront that is down cannot hold up the pass; the outbox row keeps it."""
+        event = StorefrontEvent(
+            f"evt_{view.order_id}_{view.status}", f"order.{view.status}", view, workflow.now()
+        )
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify_storefront,
+                event,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"webhook {event.type}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("storefront webhook %s abandoned: %s", event.event_id, err)
 
     def _tell(self, progress: ReconcileProgress, lookback_hours: int) -> None:
         """The pass's progress, as support reads it in the UI."""

@@ -160,7 +160,7 @@ async def test_reconciliation_finds_a_capture_whose_callback_never_came(
 
 
 async def test_a_payment_after_its_checkout_was_terminated_is_given_back(
-    stack, sandbox, sessions, settings, monkeypatch
+    stack, sandbox, sessions, settings, monkeypatch, storefront
 ):
     """Support terminates two checkouts in the Temporal UI: their orders stay awaiting
     payment with their gateway payments open, and one buyer pays anyway (nobody listens).
@@ -193,6 +193,9 @@ async def test_a_payment_after_its_checkout_was_terminated_is_given_back(
     assert (stray.kind, stray.amount, stray.status) == ("late_payment", 29700, "succeeded")
     assert sandbox.payments[paid_id]["refunded_amount"] == 29700
     assert sandbox.payments[left_id]["status"] in ("closed", "expired")  # no longer payable
+    for checkout in (paid, left):  # the storefront is told, once
+        told = [w["payload"]["type"] for w in storefront.for_order(checkout["order_id"])]
+        assert told.count("order.expired") == 1, told
     assert await ledger_of(sessions, paid["order_id"]) == [
         ("stray_capture", "gateway:sandbox", 29700),
         ("stray_capture", "unallocated", -29700),
