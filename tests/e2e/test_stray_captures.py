@@ -226,10 +226,12 @@ async def test_a_pass_goes_page_by_page_and_continues_as_new(stack, sessions):
     )
     report = await handle.result()
     first = stack.temporal.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    progress = await stack.temporal.get_workflow_handle(handle.id).query(ReconcileWorkflow.progress)
 
     assert report.orders_checked >= ended >= 3
     assert report.batches >= ended // 2 + 1  # at least one (empty) page of abandoned orders
     assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert (progress.phase, progress.batches) == ("done", report.batches)
 
 
 async def test_a_pass_that_fails_for_good_says_where(stack, sandbox, settings):
