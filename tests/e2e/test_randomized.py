@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 
 import httpx
+import pytest
 from temporalio.service import RPCError
 
 from gateways import alipay_protocol, build_gateways
@@ -206,6 +207,8 @@ FLAKY_FAULTS = {
 NOT_FINAL = ("created", "awaiting_payment", "paid", "on_hold")
 
 
+# The suite's 300 s per test is for the default size; a thousand takes several minutes more.
+@pytest.mark.timeout(max(300, CHECKOUTS_FLAKY * 3))
 async def test_a_flaky_gateway_run_ends_with_every_order_final(
     stack, sandbox, sessions, settings, monkeypatch
 ):
