@@ -154,17 +154,43 @@ async def mark_risk_approved(session: AsyncSession, order_id: str) -> None:
     )
 
 
-async def ended_since(session: AsyncSession, since: datetime) -> list[Order]:
-    """Orders that ended since `since` and had a gateway payment (reconciliation)."""
-    return list(
-        await session.scalars(
-            select(Order)
-            .where(Order.updated_at >= since)
-            .where(Order.status.in_(ENDED))
-            .where(had_gateway_payment)
-            .order_by(Order.updated_at)
-        )
+async def ended_since(
+    session: AsyncSession, since: datetime, after: str | None = None, limit: int | None = None
+) -> list[Order]:
+    """Orders that ended since `since` and had a gateway payment (reconciliation), a page
+    at a time: by order id (a key that stays put while orders change), those after `after`."""
+    query = (
+        select(Order)
+        .where(Order.updated_at >= since)
+        .where(Order.status.in_(ENDED))
+        .where(had_gateway_payment)
+        .order_by(Order.order_id)
+        .limit(limit)
     )
+    if after is not None:
+        query = query.where(Order.order_id > after)
+    return list(await session.scalars(query))
+
+
+UNFINISHED = [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT]
+
+
+async def unfinished_before(
+    session: AsyncSession, before: datetime, after: str | None, limit: int
+) -> list[Order]:
+    """Orders still created or awaiting payment whose payment window (or, before a payment
+    was opened, whose last change) is older than `before`: their checkout should have ended
+    them. A page by order id, those after `after` (reconciliation asks Temporal about each)."""
+    query = (
+        select(Order)
+        .where(Order.status.in_(UNFINISHED))
+        .where(func.coalesce(Order.expires_at, Order.updated_at) < before)
+        .order_by(Order.order_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(Order.order_id > after)
+    return list(await session.scalars(query))
 
 
 async def unfinished(session: AsyncSession, limit: int) -> list[Order]:

@@ -248,12 +248,15 @@ async def complete_stray(session: AsyncSession, payment_id: str) -> StrayCapture
     )
 
 
-async def stray_payments(session: AsyncSession) -> dict[str, tuple[RefundStatus, datetime]]:
-    """Every recorded stray capture, by gateway payment id: its refund's status, and when it
-    was recorded."""
-    rows = await session.execute(
-        select(StrayCapture.payment_id, StrayCapture.status, StrayCapture.created_at)
-    )
+async def stray_payments(
+    session: AsyncSession, order_ids: list[str] | None = None
+) -> dict[str, tuple[RefundStatus, datetime]]:
+    """Every recorded stray capture (of these orders, if given: a page of reconciliation),
+    by gateway payment id: its refund's status, and when it was recorded."""
+    query = select(StrayCapture.payment_id, StrayCapture.status, StrayCapture.created_at)
+    if order_ids is not None:
+        query = query.where(StrayCapture.order_id.in_(order_ids))
+    rows = await session.execute(query)
     return {payment_id: (status, at) for payment_id, status, at in rows}
 
 

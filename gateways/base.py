@@ -7,13 +7,16 @@ any other exception, means the outcome is unknown: retry with the same idempoten
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from kassa.contracts import PaymentSession, RefundEvent
 from kassa.statuses import PaymentOutcome, RefundStatus
+
+T = TypeVar("T")
 
 
 def shorten(text: str, limit: int) -> str:
@@ -133,13 +136,30 @@ class PaymentGateway(Protocol):
         ...
 
 
+async def patiently(
+    call: Callable[[], Awaitable[T]], attempts: int = 5, first_delay: float = 0.2
+) -> T:
+    """`call()`, again after a transient GatewayError, backing off (0.2 s, 0.4 s, …): a
+    pass over many orders must not fail for one flaky call. The last error is raised. Only
+    for calls that are safe to repeat (reads, and writes keyed by an idempotency key)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except GatewayError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(first_delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
 async def payments_of_order(
     gateway: PaymentGateway, references: list[tuple[int, str]]
 ) -> list[tuple[int, GatewayPayment]]:
     """Every gateway payment of an order with the attempt it belongs to, from its stored
-    references (db/gateway_payments.py), second captures under one reference included."""
-    return [
-        (attempt, payment)
-        for attempt, reference in references
-        for payment in await gateway.list_payments(reference)
-    ]
+    references (db/gateway_payments.py), second captures under one reference included. Each
+    listing is retried on its own (`patiently`): one flaky call costs one call."""
+    found = []
+    for attempt, reference in references:
+        for payment in await patiently(lambda ref=reference: gateway.list_payments(ref)):
+            found.append((attempt, payment))
+    return found

@@ -268,6 +268,54 @@ class ReconcileReport:
     orders_checked: int
     strays_found: list[str]  # gateway payment ids
     refunds_resumed: list[str] = field(default_factory=list)  # reserved, never started
+    # Orders whose checkout stopped (terminated) before they ended: closed by reconciliation.
+    orders_closed: list[str] = field(default_factory=list)
+    batches: int = 0
+
+
+class ReconcilePhase:
+    """The parts of a pass, in order (plain strings: they travel in workflow payloads)."""
+
+    ABANDONED = "abandoned"  # unfinished orders whose checkout no longer runs
+    ENDED = "ended"  # ended orders against their gateway
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class ReconcileProgress:
+    """How far a reconciliation pass got: carried over continue-as-new, and what its
+    `progress` query answers. `cursor` is the last order id done in `phase`."""
+
+    since: datetime  # ended orders since then are compared (the lookback, fixed at the start)
+    phase: str = ReconcilePhase.ABANDONED
+    cursor: str | None = None
+    orders_checked: int = 0
+    strays_found: list[str] = field(default_factory=list)
+    orders_closed: list[str] = field(default_factory=list)
+    batches: int = 0
+    page: int = 50  # orders per activity
+    pages_per_run: int = 40  # then continue as new (the history stays bounded)
+    page_attempts: int = 10  # tries of one page before the pass fails for good
+
+
+@dataclass(frozen=True)
+class ReconcileBatch:
+    """One page of a pass: up to `limit` orders of `phase` with ids after `after`."""
+
+    phase: str
+    since: datetime
+    after: str | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class ReconcileBatchResult:
+    orders: int  # how many orders the page held (fewer than the limit: the phase is done)
+    last_order_id: str | None
+    strays_found: list[str] = field(default_factory=list)
+    orders_closed: list[str] = field(default_factory=list)
+    # The orders reconciliation ended, as the storefront's webhook tells them.
+    ended_views: list[CheckoutView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     # Reconciliation (对账): a schedule compares recently ended orders with their gateways.
     reconcile_every_minutes: int = Field(15, ge=1)
     reconcile_lookback_hours: int = Field(72, ge=1)
+    # How long after its payment window (or, before a payment was opened, its last change) an
+    # order left created or awaiting payment, whose checkout no longer runs (terminated in the
+    # Temporal UI), waits before reconciliation closes its payments and ends it.
+    reconcile_grace_seconds: int = Field(1800, ge=0)
 
     # Risk control (风险控制): per-order amount limit and per-customer velocity limit.
     # The amount limit is in major units (yuan, dollars, yen, dinars: the currency's exponent

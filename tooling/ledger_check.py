@@ -1,11 +1,13 @@
-"""`kassa ledger check`: the books against themselves and against the gateways."""
+"""`kassa ledger check`: the books against themselves and against the gateways. Every
+gateway call is retried with backoff on a transient error (`patiently`): a flaky gateway
+slows the check down, it does not stop it."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from db import gateway_payments, ledger, refunds
-from gateways.base import PaymentGateway, payments_of_order
+from gateways.base import PaymentGateway, patiently, payments_of_order
 from kassa.statuses import OrderStatus, PaymentOutcome, RefundStatus
 
 
@@ -66,7 +68,7 @@ async def _refunded_at(sessions, gateway, order, attempt: int, payment) -> int:
     reference = gateway.reference(order.order_id, attempt)
     confirmed = 0
     for number in numbers:
-        answer = await gateway.get_refund(number, reference)
+        answer = await patiently(lambda n=number: gateway.get_refund(n, reference))
         if answer.status == RefundStatus.SUCCEEDED:
             confirmed += answer.amount
     return confirmed

@@ -279,3 +279,26 @@ async def test_support_refunds_an_order_its_checkout_left_paid(stack, sessions):
     assert refund.status_code == 202, refund.text
     assert settled["status"] == "succeeded"
     assert (after["status"], after["refunded_amount"]) == ("refunded", done["amount"])
+
+
+async def test_the_ledger_check_rides_out_a_flaky_gateway(stack, sandbox, sessions, settings):
+    """Transient gateway errors are retried with backoff: the check goes on and is clean."""
+    import httpx
+
+    from gateways import build_gateways
+    from tooling.ledger_check import check as ledger_check
+
+    async with stack.http() as api:
+        await bought(api)
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        faults = {"fail_next_calls": 4}  # four 500s in a row: one call retried four times
+        await http.put("/_emulator/behaviour", json={"faults": faults})
+        try:
+            async with httpx.AsyncClient() as gateways_http:
+                problems = await ledger_check(sessions, build_gateways(settings, gateways_http))
+            injected = sandbox.behaviour.faults.counts.copy()
+        finally:
+            await http.put("/_emulator/behaviour", json={})
+
+    assert problems == []
+    assert injected.get("api_errors") == 4

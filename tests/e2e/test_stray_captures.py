@@ -3,16 +3,21 @@ expired, and a second payment for an order already paid (the hard-cases issue)."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from temporalio.service import RPCError
 
+from db import orders
 from db.models import StrayCapture
 from gateways.sandbox import sandbox_reference
 from kassa import search
 from kassa.contracts import ReconcileInput
-from kassa.ids import refund_workflow_id, stray_refund_id
+from kassa.ids import checkout_workflow_id, refund_workflow_id, stray_refund_id
 from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, declined, post_checkout, wait_for_status
 from tests.e2e.test_refunds import bought
@@ -166,9 +171,116 @@ async def test_reconciliation_finds_a_capture_whose_callback_never_came(
     assert sandbox.payments[first]["refunded_amount"] == 0
 
 
-async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
-    from datetime import timedelta
+async def test_a_payment_after_its_checkout_was_terminated_is_given_back(
+    stack, sandbox, sessions, settings, monkeypatch, storefront
+):
+    """Support terminates two checkouts in the Temporal UI: their orders stay awaiting
+    payment with their gateway payments open, and one buyer pays anyway (nobody listens).
+    Reconciliation ends both orders, closes the open payment and gives the money back."""
+    monkeypatch.setattr(settings, "reconcile_grace_seconds", 0)  # no waiting in a test
+    async with stack.http() as api:
+        paid = (await post_checkout(api, checkout_body(expires_in_seconds=2))).json()
+        left = (await post_checkout(api, checkout_body(expires_in_seconds=2))).json()
+        for checkout in (paid, left):
+            handle = stack.temporal.get_workflow_handle(checkout_workflow_id(checkout["order_id"]))
+            await handle.terminate("support pressed Terminate")
+        await buyer_acts(paid["payment"]["payment_url"])
+        paid_id = paid["payment"]["payment_url"].rsplit("/", 1)[1]
+        left_id = left["payment"]["payment_url"].rsplit("/", 1)[1]
+        assert sandbox.payments[paid_id]["status"] == "succeeded"
+        stuck = (await api.get(f"/v1/orders/{paid['order_id']}")).json()
+        assert stuck["status"] == "awaiting_payment"  # the callback found no checkout
+        window = datetime.fromisoformat(left["payment"]["expires_at"])
+        await asyncio.sleep(max(0.0, (window - datetime.now(UTC)).total_seconds()) + 0.5)
 
+        found = await reconcile(stack)
+        again = await reconcile(stack)
+        stray = await eventually(lambda: _refunded(sessions, paid_id), timeout=30)
+        ended = [(await api.get(f"/v1/orders/{c['order_id']}")).json() for c in (paid, left)]
+
+    assert {paid["order_id"], left["order_id"]} <= set(found.orders_closed)
+    assert paid_id in found.strays_found
+    assert paid["order_id"] not in again.orders_closed and paid_id not in again.strays_found
+    assert [(o["status"], o["reason_code"]) for o in ended] == [("expired", "expired")] * 2
+    assert (stray.kind, stray.amount, stray.status) == ("late_payment", 29700, "succeeded")
+    assert sandbox.payments[paid_id]["refunded_amount"] == 29700
+    assert sandbox.payments[left_id]["status"] in ("closed", "expired")  # no longer payable
+    for checkout in (paid, left):  # the storefront is told, once
+        told = [w["payload"]["type"] for w in storefront.for_order(checkout["order_id"])]
+        assert told.count("order.expired") == 1, told
+    assert await ledger_of(sessions, paid["order_id"]) == [
+        ("stray_capture", "gateway:sandbox", 29700),
+        ("stray_capture", "unallocated", -29700),
+        ("stray_refund", "unallocated", 29700),
+        ("stray_refund", "gateway:sandbox", -29700),
+    ]
+
+
+async def test_a_pass_goes_page_by_page_and_continues_as_new(stack, sessions):
+    """Pages of two orders, two pages a run: a pass over a few orders runs several pages
+    and continues as new, and its report adds them all up."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    from kassa.contracts import ReconcileProgress
+    from workflows.reconcile import ReconcileWorkflow
+
+    async with stack.http() as api:
+        for _ in range(3):
+            await bought(api)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    async with sessions() as session:
+        ended = len(await orders.ended_since(session, since))
+    handle = await stack.temporal.start_workflow(
+        ReconcileWorkflow.run,
+        args=[1, ReconcileProgress(since=since, page=2, pages_per_run=2)],
+        id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.settings.task_queue,
+    )
+    report = await handle.result()
+    first = stack.temporal.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    progress = await stack.temporal.get_workflow_handle(handle.id).query(ReconcileWorkflow.progress)
+
+    assert report.orders_checked >= ended >= 3
+    assert report.batches >= ended // 2 + 1  # at least one (empty) page of abandoned orders
+    assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert (progress.phase, progress.batches) == ("done", report.batches)
+
+
+async def test_a_pass_that_fails_for_good_says_where(stack, sandbox, settings):
+    """A gateway down for good: the pass fails (support sees a failed ReconcileWorkflow)
+    with a message that says what it was doing and that the next pass starts over."""
+    from temporalio.client import WorkflowFailureError
+
+    from kassa.contracts import ReconcileProgress
+    from workflows.reconcile import ReconcileWorkflow
+
+    async with stack.http() as api:
+        await bought(api)  # at least one ended order to compare
+    async with httpx.AsyncClient(base_url=settings.sandbox_url) as http:
+        await http.put("/_emulator/behaviour", json={"faults": {"api_errors": 1.0}})
+        try:
+            with pytest.raises(WorkflowFailureError) as failed:
+                await stack.temporal.execute_workflow(
+                    ReconcileWorkflow.run,
+                    args=[
+                        1,
+                        ReconcileProgress(
+                            since=datetime.now(UTC) - timedelta(hours=1), page_attempts=2
+                        ),
+                    ],
+                    id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
+                    task_queue=stack.settings.task_queue,
+                )
+        finally:
+            await http.put("/_emulator/behaviour", json={})
+
+    cause = failed.value.cause
+    assert cause.type == "ReconcileFailed"
+    assert "failed for good on the ended orders after the first" in cause.message
+    assert "HTTP 500" in cause.message and "next scheduled pass starts over" in cause.message
+
+
+async def test_the_reconcile_schedule_is_created_once(dev_env, settings):
     from orchestration.temporal import RECONCILE_SCHEDULE, ensure_reconcile_schedule
 
     handle = dev_env.client.get_schedule_handle(RECONCILE_SCHEDULE)
