@@ -61,7 +61,9 @@ class ReconcileActivities:
         Safe to run at any time and as often as wanted: a capture reported twice is given
         back once."""
         async with self._sessions() as session:
-            ended = await orders.ended_since(session, batch.since, batch.after, batch.limit)
+            ended = await orders.ended_since(
+                session, batch.since, batch.after, batch.limit, batch.order_id
+            )
             ids = [o.order_id for o in ended]
             strays = await refunds.stray_payments(session, ids)
             references = await gateway_payments.of_orders(session, ids)
@@ -81,7 +83,7 @@ class ReconcileActivities:
         grace = timedelta(seconds=self._settings.reconcile_grace_seconds)
         async with self._sessions() as session:
             page = await orders.unfinished_before(
-                session, datetime.now(UTC) - grace, batch.after, batch.limit
+                session, datetime.now(UTC) - grace, batch.after, batch.limit, batch.order_id
             )
         closed, found, views = [], [], []
         for order in page:

@@ -459,6 +459,20 @@ class RedeliverIn(BaseModel):
     )
 
 
+class ReconcileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: _text(500)
+
+
+class ReconcileOut(BaseModel):
+    order_id: str
+    workflow_id: str = Field(
+        description="The reconciliation's workflow: its result lists the captures given back "
+        "and whether the order was ended."
+    )
+
+
 class RedeliveryOut(BaseModel):
     order_id: str
     event_id: str = Field(description="The webhook sent again: same id, same body.")

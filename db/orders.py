@@ -155,17 +155,24 @@ async def mark_risk_approved(session: AsyncSession, order_id: str) -> None:
 
 
 async def ended_since(
-    session: AsyncSession, since: datetime, after: str | None = None, limit: int | None = None
+    session: AsyncSession,
+    since: datetime,
+    after: str | None = None,
+    limit: int | None = None,
+    order_id: str | None = None,
 ) -> list[Order]:
     """Orders that ended since `since` and had a gateway payment (reconciliation), a page
-    at a time: by order id (a key that stays put while orders change), those after `after`."""
+    at a time: by order id (a key that stays put while orders change), those after `after`.
+    With `order_id`: that order alone, whenever it ended."""
     query = (
         select(Order)
-        .where(Order.updated_at >= since)
         .where(Order.status.in_(ENDED))
         .where(had_gateway_payment)
         .order_by(Order.order_id)
         .limit(limit)
+    )
+    query = query.where(
+        Order.order_id == order_id if order_id is not None else Order.updated_at >= since
     )
     if after is not None:
         query = query.where(Order.order_id > after)
@@ -176,17 +183,21 @@ UNFINISHED = [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT]
 
 
 async def unfinished_before(
-    session: AsyncSession, before: datetime, after: str | None, limit: int
+    session: AsyncSession,
+    before: datetime,
+    after: str | None,
+    limit: int,
+    order_id: str | None = None,
 ) -> list[Order]:
     """Orders still created or awaiting payment whose payment window (or, before a payment
     was opened, whose last change) is older than `before`: their checkout should have ended
-    them. A page by order id, those after `after` (reconciliation asks Temporal about each)."""
-    query = (
-        select(Order)
-        .where(Order.status.in_(UNFINISHED))
-        .where(func.coalesce(Order.expires_at, Order.updated_at) < before)
-        .order_by(Order.order_id)
-        .limit(limit)
+    them. A page by order id, those after `after` (reconciliation asks Temporal about each).
+    With `order_id`: that order alone, if it is unfinished, whatever its window."""
+    query = select(Order).where(Order.status.in_(UNFINISHED)).order_by(Order.order_id).limit(limit)
+    query = query.where(
+        Order.order_id == order_id
+        if order_id is not None  # support's re-run: now, its checkout not running is enough
+        else func.coalesce(Order.expires_at, Order.updated_at) < before
     )
     if after is not None:
         query = query.where(Order.order_id > after)

@@ -296,6 +296,9 @@ class ReconcileProgress:
     page: int = 50  # orders per activity
     pages_per_run: int = 40  # then continue as new (the history stays bounded)
     page_attempts: int = 10  # tries of one page before the pass fails for good
+    # Support's re-run for one order: only it, whenever it ended, and an unpaid one whose
+    # checkout no longer runs is ended at once (no grace period).
+    order_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ class ReconcileBatch:
     since: datetime
     after: str | None
     limit: int
+    order_id: str | None = None  # one order only (see ReconcileProgress)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Every call is safe to repeat: ids derive from business ids, a repeated start att
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -32,11 +33,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from kassa import errors, search
 from kassa.contracts import (
     CHECKOUT_WORKFLOW,
+    RECONCILE_WORKFLOW,
     REDELIVER_WORKFLOW,
     REFUND_WORKFLOW,
     CheckoutInput,
     CheckoutView,
     PaymentEvent,
+    ReconcileInput,
+    ReconcileProgress,
     Redelivery,
     RefundEvent,
     RefundInput,
@@ -203,6 +207,34 @@ async def start_refund(client: Client, task_queue: str, refund: RefundInput) -> 
         summary,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
+async def start_reconcile_order(
+    client: Client, task_queue: str, order_id: str, request_id: str
+) -> str:
+    """Support's re-run of reconciliation for one order (ReconcileProgress.order_id): its
+    captures against what it kept, and, unpaid with no checkout running, its end. The same
+    request again (its X-Request-ID) joins the one started. Returns the workflow id."""
+    workflow_id = f"reconcile-{order_id}-{request_id}"
+    try:
+        await client.start_workflow(
+            RECONCILE_WORKFLOW,
+            args=[
+                ReconcileInput(lookback_hours=0),  # unused: the order is compared whenever
+                ReconcileProgress(since=datetime.now(UTC), order_id=order_id),
+            ],
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(search.ORDER_ID, order_id)]
+            ),
+            static_summary=f"Reconcile order {order_id} (support)",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # this request was sent before, and its pass is over
+    return workflow_id
 
 
 async def start_redelivery(

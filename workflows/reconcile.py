@@ -95,7 +95,9 @@ class ReconcileWorkflow:
 
     async def _page(self, progress: ReconcileProgress) -> ReconcileProgress:
         """One page of the current phase, and the progress after it."""
-        batch = ReconcileBatch(progress.phase, progress.since, progress.cursor, progress.page)
+        batch = ReconcileBatch(
+            progress.phase, progress.since, progress.cursor, progress.page, progress.order_id
+        )
         ended = progress.phase == ReconcilePhase.ENDED
         step = ReconcileActivities.reconcile_ended if ended else ReconcileActivities.close_abandoned
         try:

@@ -28,6 +28,8 @@ from api.schemas import (
     AuditLogOut,
     LedgerPageOut,
     LedgerTransactionOut,
+    ReconcileIn,
+    ReconcileOut,
     RedeliverIn,
     RedeliveryOut,
     ReviewIn,
@@ -38,7 +40,7 @@ from db import ledger, refunds, webhooks
 from kassa import errors
 from kassa.contracts import Redelivery, ReviewDecision
 from kassa.settings import MAX_LISTED
-from orchestration.client import ask_checkout, start_redelivery
+from orchestration.client import ask_checkout, start_reconcile_order, start_redelivery
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
 
@@ -231,3 +233,45 @@ async def redeliver_webhook(
         type=webhook.type,
         workflow_id=f"redeliver-{webhook.event_id}-{request_id}",
     )
+
+
+@router.post(
+    "/{order_id}/reconcile",
+    status_code=202,
+    response_model=ReconcileOut,
+    operation_id="reconcile_order",
+    responses=responses(errors.SupportOnly, errors.OrderNotFound, errors.TemporalUnavailable),
+)
+async def reconcile_order(
+    order_id: OrderIdPath,
+    body: ReconcileIn,
+    caller: SupportDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    request_id: RequestIdDep,
+) -> ReconcileOut:
+    """Run reconciliation for this order now: every capture at its gateway against what the
+    order kept (a stray is given back), and, if it is unpaid and its checkout no longer runs
+    (terminated in Temporal), its payments closed and the order ended. Changes nothing for
+    an order whose checkout runs, or whose money is where it should be."""
+    order = await find_order(sessions, order_id)
+    audit.info("%s reconciles order %s", caller.who, order_id)
+    try:
+        workflow_id = await start_reconcile_order(
+            temporal, settings.task_queue, order_id, request_id
+        )
+    except RPCError as err:
+        raise errors.TemporalUnavailable() from err
+    await record_support_action(
+        sessions,
+        caller,
+        "reconcile",
+        f"reconcile:{order_id}:{request_id}",
+        order_id,
+        body.reason,
+        {"status": order.status},
+        {"status": order.status, "workflow_id": workflow_id},
+        request_id,
+    )
+    return ReconcileOut(order_id=order_id, workflow_id=workflow_id)

@@ -216,6 +216,49 @@ async def test_a_payment_after_its_checkout_was_terminated_is_given_back(
     ]
 
 
+async def test_support_reconciles_one_terminated_checkout_at_once(stack, sandbox, sessions):
+    """Support terminated a checkout whose window is still open: `POST .../reconcile` (a
+    reason required, the support key only) closes its payment and ends the order now, and
+    leaves one audit row; it changes nothing for an order whose checkout runs."""
+    async with stack.http() as api:
+        stopped = (await post_checkout(api, checkout_body())).json()
+        running = (await post_checkout(api, checkout_body())).json()
+        handle = stack.temporal.get_workflow_handle(checkout_workflow_id(stopped["order_id"]))
+        await handle.terminate("support pressed Terminate")
+        refused = await api.post(
+            f"/v1/orders/{stopped['order_id']}/reconcile", json={"reason": "stuck"}
+        )
+    async with stack.http(DEV_SUPPORT_KEY) as support:
+        no_reason = await support.post(f"/v1/orders/{stopped['order_id']}/reconcile", json={})
+        results = []
+        for checkout in (stopped, running):
+            started = await support.post(
+                f"/v1/orders/{checkout['order_id']}/reconcile",
+                json={"reason": "terminated by mistake; close it"},
+            )
+            assert started.status_code == 202, started.text
+            run = stack.temporal.get_workflow_handle(started.json()["workflow_id"])
+            results.append(await run.result())
+        ended = (await support.get(f"/v1/orders/{stopped['order_id']}")).json()
+        still = (await support.get(f"/v1/orders/{running['order_id']}")).json()
+        audit = (await support.get(f"/v1/orders/{stopped['order_id']}/audit")).json()
+
+    assert refused.status_code == 403 and no_reason.status_code == 422
+    assert results[0]["orders_closed"] == [stopped["order_id"]]
+    assert results[1]["orders_closed"] == []
+    assert ended["status"] == "expired" and still["status"] == "awaiting_payment"
+    stopped_payment = stopped["payment"]["payment_url"].rsplit("/", 1)[1]
+    running_payment = running["payment"]["payment_url"].rsplit("/", 1)[1]
+    assert sandbox.payments[stopped_payment]["status"] == "closed"
+    assert sandbox.payments[running_payment]["status"] == "pending"
+    [entry] = audit["entries"]
+    assert (entry["action"], entry["actor"], entry["reason"]) == (
+        "reconcile",
+        "support:dev-support",
+        "terminated by mistake; close it",
+    )
+
+
 async def test_a_pass_goes_page_by_page_and_continues_as_new(stack, sessions):
     """Pages of two orders, two pages a run: a pass over a few orders runs several pages
     and continues as new, and its report adds them all up."""
