@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from db import ledger, orders, refunds
+from db import audit, ledger, orders, refunds
 from kassa import search
 from kassa.ids import checkout_workflow_id
 from kassa.money import format_amount
@@ -126,6 +126,7 @@ async def show(client: Client, sessions, order_id: str) -> str | None:
             return None
         order_refunds = await refunds.of_order(session, order_id, limit=100)
         transactions, more = await ledger.of_order(session, order_id, limit=100)
+        actions = await audit.of_order(session, order_id, limit=100)
     money = order.currency
     lines = [
         f"Order {order.order_id}: {order.status}"
@@ -158,6 +159,13 @@ async def show(client: Client, sessions, order_id: str) -> str | None:
         )
     if more:
         lines.append("  … more (GET /v1/orders/{order_id}/ledger pages through them all)")
+    lines += ["", "Audit:" if actions else "Audit: no support action"]
+    for entry in actions:
+        before, after = entry.before.get("status"), entry.after.get("status")
+        lines.append(
+            f"  {_at(entry.created_at)}  {entry.actor} {entry.action} ({before} → {after}): "
+            f"{entry.reason}"
+        )
     return "\n".join(lines)
 
 

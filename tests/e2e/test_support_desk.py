@@ -9,6 +9,7 @@ import os
 import sys
 
 from kassa import search
+from kassa.settings import DEV_SUPPORT_KEY
 from tests.e2e.test_purchase import checkout_body, post_checkout, wait_for_status
 from tests.support import buyer_acts, eventually
 
@@ -91,7 +92,21 @@ async def test_support_lists_what_is_stuck_and_shows_an_order(stack):
     assert "details: Held for support: paid 1.00 CNY instead of 297.00 CNY" in output
     assert "pending activities: none" in output
     assert "Refunds: none" in output
+    assert "Audit: no support action" in output
     await held_handle.terminate("test finished")
+
+    # A support action shows in the order's story: who, what, the status around it, why.
+    async with stack.http(DEV_SUPPORT_KEY) as support:
+        started = await support.post(
+            f"/v1/orders/{abandoned['order_id']}/reconcile", json={"reason": "left by hand"}
+        )
+        await stack.temporal.get_workflow_handle(started.json()["workflow_id"]).result()
+    code, output = await kassa_support(stack, "show", abandoned["order_id"])
+    assert code == 0, output
+    assert f"Order {abandoned['order_id']}: expired" in output
+    assert "support:dev-support reconcile (awaiting_payment → awaiting_payment): left by hand" in (
+        output
+    )
 
     code, output = await kassa_support(stack, "show", "no-such-order")
     assert code == 1 and "no order no-such-order" in output
