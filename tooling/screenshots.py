@@ -133,7 +133,7 @@ MIX: tuple[Purchase, ...] = (
         "Regex cheatsheet",
         "cancel",
         expect="cancelled",
-        shows="cancelled by the storefront",
+        shows="cancelled by support, with a reason: one audit row",
     ),
     Purchase(
         "shots-1005",
@@ -354,10 +354,10 @@ class Shop:
                 await self.buyer(page, "declined")
             case "pay_other":
                 await self.buyer(page, "succeeded", p.paid_amount)
-            case "cancel":
+            case "cancel":  # by support: the audit picture shows it
                 url = f"{self.stack.api}/v1/orders/{p.order_id}/cancel"
-                body = {"reason": "the buyer changed their mind"}
-                await self.call("POST", url, json=body, headers=self.storefront)
+                body = {"reason": "buyer phoned: ordered the wrong course"}
+                await self.call("POST", url, json=body, headers=self.support)
             case "pay_late":
                 await self.settled(p.order_id, "expired")
                 payment_id = page.rstrip("/").rpartition("/")[2]
@@ -459,6 +459,7 @@ SHOTS = (
     Shot("held-payment.png", "a payment of another amount, held for support"),
     Shot("failed-refund.png", "a refund the gateway could not pay out"),
     Shot("stray-captures.png", "the refund of a late payment, by RefundKind"),
+    Shot("audit.png", "an order's audit log, as support reads it from the API"),
 )
 
 
@@ -554,6 +555,17 @@ async def take_screenshots(stack: Stack, shop: Shop, out: Path) -> list[Path]:
                 page.get_by_role("link", name=re.compile(r"^refund-rf_stray_"))
             ).to_be_visible()
             await shoot(SHOTS[5].file)
+
+            # 7. The audit of the order support cancelled: the API, with the support key
+            # (on a page of its own, so the key never goes to the Temporal UI).
+            api_page = await browser.new_page()
+            await api_page.set_extra_http_headers(shop.support)
+            cancelled = by_buyer["cancel"].order_id
+            await api_page.goto(f"{stack.api}/v1/orders/{cancelled}/audit")
+            await expect(api_page.locator("body")).to_contain_text('"action":"cancel"')
+            path = out / SHOTS[6].file
+            await api_page.screenshot(path=path)
+            saved.append(path)
             await browser.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)

@@ -52,18 +52,18 @@ class ReconcileWorkflow:
 
     @workflow.run
     async def run(
-        self, request: ReconcileInput | int, progress: ReconcileProgress | None = None
+        self, request: ReconcileInput, progress: ReconcileProgress | None = None
     ) -> ReconcileReport:
-        # A bare number: the input of a schedule created before ReconcileInput existed, and
-        # of a run continued as new.
-        lookback_hours = request if isinstance(request, int) else request.lookback_hours
+        if isinstance(request, dict):  # the SDK leaves it undecoded here: take it as sent
+            request = ReconcileInput(**request)
+        lookback_hours = request.lookback_hours
         if progress is None:
             progress = ReconcileProgress(since=workflow.now() - timedelta(hours=lookback_hours))
         self._progress = progress
         pages = 0
         while progress.phase != ReconcilePhase.DONE:
             if pages >= progress.pages_per_run or workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(args=[lookback_hours, progress])
+                workflow.continue_as_new(args=[request, progress])
             progress = await self._page(progress)
             self._progress = progress
             pages += 1
