@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = "default"
     task_queue: str = "kassa-checkout"
+    # The worker's capacity (docs/performance.md). The cache keeps this many workflows in
+    # memory between their tasks (sticky): one evicted is replayed from its history when
+    # its next callback, timer or request comes, so memory stays bounded however many
+    # checkouts wait. The limits are per worker process; scale out with more processes.
+    worker_max_cached_workflows: int = Field(500, ge=0)
+    worker_max_concurrent_workflow_tasks: int = Field(50, ge=1)
+    worker_max_concurrent_activities: int = Field(50, ge=1)
+    worker_max_concurrent_local_activities: int = Field(100, ge=1)
+    # A cached workflow's next task waits this long for its own worker before any worker
+    # takes it (and replays it): short, so a dead worker's checkouts move on quickly.
+    worker_sticky_timeout_seconds: float = Field(5, gt=0)
     # The embedded Temporal dev server of `kassa run` (when no temporal_address): its gRPC
     # and Web UI ports.
     temporal_port: int = 7233
@@ -171,10 +182,12 @@ class Settings(BaseSettings):
     rate_limit_support: str = "10/second"
     rate_limit_callbacks: str = "100/second"
 
-    # While a checkout waits for its callback it also asks the gateway: first after this
-    # long, then backing off to the maximum (catches lost callbacks).
-    status_check_first_seconds: int = 15
-    status_check_max_seconds: int = 300
+    # While a checkout waits for its callback it asks the gateway once, after this long
+    # (a callback lost on a fast payment is found early). With a maximum above 0 it goes on
+    # asking, backing off to it: a cost per open checkout (docs/performance.md), left off by
+    # default since the gateway redelivers lost callbacks and the close asks again.
+    status_check_first_seconds: int = Field(60, ge=1)
+    status_check_max_seconds: int = Field(0, ge=0)
     # Gateway payments a buyer may open per order: after a decline, try again in the window.
     max_payment_attempts: int = Field(3, ge=1, le=10)
     # A payment held for support (paid another amount) escalates after this many hours.

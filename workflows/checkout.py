@@ -332,7 +332,8 @@ class CheckoutWorkflow:
 
     # ---- messages -----------------------------------------------------------------------------
 
-    @workflow.signal
+    # Abandoned when the checkout ends first (failed, say): its answer no longer matters.
+    @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
     async def payment_event(self, event: PaymentEvent) -> None:
         """A gateway callback, relayed by the API. It only says which payment to ask about:
         the gateway's answer is what counts, so a signal typed by hand in the Temporal UI
@@ -344,7 +345,11 @@ class CheckoutWorkflow:
         # Only the payment's identity is read from the signal, never whose or how much.
         claim = replace(event, gateway=checkout.gateway, order_id=checkout.order_id)
         answer = await ask_gateway(
-            PaymentActivities.confirm_payment, claim, "confirm the callback", CONFIRM_WITHIN
+            PaymentActivities.confirm_payment,
+            claim,
+            "confirm the callback",
+            CONFIRM_WITHIN,
+            local=True,
         )
         if answer is None or answer.outcome not in DECISIVE:
             self._payment.undecided_hearing(event)

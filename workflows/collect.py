@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.payment import Payment, Verdict
 from workflows.steps import (
@@ -55,7 +55,10 @@ class Collection:
         payment = self.payment
         details(f"Opening payment attempt {payment.attempt} at {self.checkout.gateway}")
         try:
-            payment.session = await workflow.execute_activity_method(
+            # Local: the storefront's request waits for this page, and a server round trip
+            # less is what it waits for least. Retrying it is safe (the merchant reference
+            # is the gateway's idempotency key).
+            payment.session = await workflow.execute_local_activity_method(
                 PaymentActivities.create_payment,
                 OpenPaymentInput(self.checkout, self.expires_at, payment.attempt),
                 start_to_close_timeout=GATEWAY_CALL,
@@ -63,8 +66,8 @@ class Collection:
                 retry_policy=GATEWAY_RETRY,
                 summary="open the payment at the gateway",
             )
-        except ActivityError as err:
-            return f"could not open the payment: {err.cause}"
+        except FailureError as err:  # a local activity's failure comes unwrapped
+            return f"could not open the payment: {failure_message(err)}"
         return None
 
     async def until_decided(self, on_decline: Callable[[], Awaitable[None]]) -> str | None:
@@ -132,8 +135,12 @@ class Collection:
         payment.closed_at_gateway(captured)
 
     async def _wait_for_the_buyer(self) -> None:
-        """Until the gateway's word, a cancel request, or the end of the payment window;
-        meanwhile ask the gateway, backing off (a few checks per 15 minutes)."""
+        """Until the gateway's word, a cancel request, or the end of the payment window.
+        Meanwhile the gateway is asked once, early (most buyers pay within minutes), and
+        then only if the checkout says so: a lost callback is redelivered by the gateway
+        (for a day), the close at the window's end asks again, and reconciliation sweeps
+        what is left. Polling every open checkout would cost the server and the worker in
+        proportion to the checkouts waiting (docs/performance.md)."""
         checkout, payment = self.checkout, self.payment
         order = OrderRef(checkout.order_id, checkout.gateway, payment.attempt)
         show(search.PAYMENT_STATUS.value_set(str(OrderStatus.AWAITING_PAYMENT)))  # after a retry
@@ -165,7 +172,7 @@ class Collection:
             lambda: payment.waiting_is_over() or self._window_closed(),
             ask,
             first=timedelta(seconds=checkout.status_check_first_seconds),
-            most=timedelta(seconds=checkout.status_check_max_seconds),
+            most=timedelta(seconds=later) if (later := checkout.status_check_max_seconds) else None,
             summary="callback, or time to ask the gateway",
         )
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, RetryState
+from temporalio.exceptions import ActivityError, FailureError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -71,11 +71,18 @@ async def db_step(method, arg, summary: str):
     )
 
 
-async def ask_gateway(method, arg, summary: str, within: timedelta):
-    """A gateway question whose answer may wait (a status check); None when no answer came
-    `within` the time given: an unanswered check decides nothing, the next one asks again."""
+async def ask_gateway(method, arg, summary: str, within: timedelta, *, local: bool = False):
+    """A gateway question whose answer may wait (a status check, a callback's
+    confirmation); None when no answer came `within` the time given: an unanswered check
+    decides nothing, the next one asks again.
+
+    `local`: run it as a local activity, no server round trip of its own. For the
+    confirmation of a callback, on the path from the buyer's payment to the order paid; a
+    status check stays a regular activity, whose retries through a gateway outage hold no
+    workflow task open."""
+    execute = workflow.execute_local_activity_method if local else workflow.execute_activity_method
     try:
-        return await workflow.execute_activity_method(
+        return await execute(
             method,
             arg,
             start_to_close_timeout=GATEWAY_CALL,
@@ -83,7 +90,7 @@ async def ask_gateway(method, arg, summary: str, within: timedelta):
             retry_policy=GATEWAY_RETRY,
             summary=summary,
         )
-    except ActivityError:
+    except FailureError:  # a local activity's failure comes unwrapped, a regular one's not
         return None
 
 
@@ -92,14 +99,14 @@ async def wait_for_word(
     ask: Callable[[timedelta], Awaitable[None]],
     *,
     first: timedelta,
-    most: timedelta,
+    most: timedelta | None,
     summary: str,
 ) -> None:
     """Wait until `decided()` (a callback arrived, a request came, a deadline's own timer
     fired); meanwhile ask the gateway (`ask`, given how long its answer may take) after
     `first`, then twice as long each time up to `most`, so a lost callback cannot lose a
-    payment or a refund."""
-    interval = first
+    payment or a refund. `most` None: the first check is the only one."""
+    interval: timedelta | None = first
     while not decided():
         try:
             await workflow.wait_condition(decided, timeout=interval, timeout_summary=summary)
@@ -107,7 +114,7 @@ async def wait_for_word(
             if decided():
                 return
             await ask(interval)
-            interval = min(interval * 2, most)
+            interval = None if most is None else min(interval * 2, most)
 
 
 async def notify_storefront(event: StorefrontEvent) -> None:

@@ -16,6 +16,7 @@ from kassa.contracts import CancelRequest
 from kassa.ids import checkout_workflow_id
 from kassa.statuses import OrderStatus, PaymentOutcome
 from orchestration.seal import sealed
+from tests.history_events import local_activity_types
 from tests.support import buyer_acts, eventually, new_checkout, record_history
 from tests.workflows.conftest import (
     entitlements,
@@ -207,13 +208,7 @@ async def test_a_hand_typed_payment_callback_pays_nothing(started, sessions, san
     await handle.signal(CheckoutWorkflow.payment_event, elsewhere)
 
     async def both_confirmed() -> bool:
-        history = (await handle.fetch_history()).events
-        done = [
-            history[e.activity_task_completed_event_attributes.scheduled_event_id - 1]
-            for e in history
-            if e.HasField("activity_task_completed_event_attributes")
-        ]
-        asked = [e.activity_task_scheduled_event_attributes.activity_type.name for e in done]
+        asked = local_activity_types(await handle.fetch_history())  # each once it ended
         return asked.count("confirm_payment") == 2
 
     await eventually(both_confirmed)

@@ -59,7 +59,7 @@ async def test_a_lost_callback_is_found_by_asking_the_gateway(started, sessions,
     await faults(drop_callbacks=1.0)
     # The first check after a second: time does not skip while the test server is locked
     # after an update-with-start (sdk-java#1903), so the default 15 s would pass for real.
-    checkout = new_checkout(status_check_first_seconds=1)
+    checkout = new_checkout(status_check_first_seconds=1, status_check_max_seconds=2)
     view, handle = await started(checkout)
     await buyer_acts(view.payment.payment_url)  # its callback is dropped: no signal comes
 
