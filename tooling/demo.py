@@ -428,7 +428,7 @@ def main(
     expire_after: int | None,
 ) -> int:
     """`kassa demo`: 0 when every purchase ended as expected, 1 when one did not, 2 when the
-    API cannot be reached."""
+    API cannot be reached, 130 when interrupted."""
     console = Console()
     try:
         report = asyncio.run(
@@ -437,5 +437,8 @@ def main(
     except ApiUnreachable as err:
         console.print(f"[red]{err}[/red]\nIs Kassa running? Start it with `make run`.")
         return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: the purchases under way are left as they are")
+        return 130
     print_report(report, console)
     return 0 if report.ok else 1
