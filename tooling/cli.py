@@ -2,7 +2,7 @@
 setup` (the namespace and search attributes on an external Temporal), `kassa ledger check`,
 `kassa codec-server` (decrypts payloads for support's Temporal UI), `kassa keys hash` (an API
 key's SHA-256 for KASSA_API_KEYS), `kassa support stuck` / `kassa support show ORDER` (support's
-desk: tooling/support.py)."""
+desk: tooling/support.py), `kassa demo` (drives purchases through the API: tooling/demo.py)."""
 
 from __future__ import annotations
 
@@ -155,6 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         "show", help="an order, its checkout in Temporal, its refunds and ledger"
     )
     show_parser.add_argument("order_id", metavar="ORDER")
+    demo_parser = commands.add_parser(
+        "demo", help="drive realistic purchases through the API of a running Kassa (make run)"
+    )
+    demo_parser.add_argument("--checkouts", type=int, default=50, help="how many purchases")
+    demo_parser.add_argument("--concurrency", type=int, default=10, help="buyers at once")
+    demo_parser.add_argument("--seed", type=int, help="the same seed, the same mix and baskets")
+    demo_parser.add_argument(
+        "--api", help="the API's URL (default: http://127.0.0.1:KASSA_API_PORT)"
+    )
+    demo_parser.add_argument(
+        "--key", help="the storefront's API key (default: the development key)"
+    )
+    demo_parser.add_argument(
+        "--expire-after",
+        type=int,
+        metavar="SECONDS",
+        help="open the walked-away checkouts with this payment window and wait until they "
+        "are expired (default: leave them awaiting payment)",
+    )
     args = parser.parse_args(argv)
     if args.command == "keys":  # needs no settings: run it before any are configured
         return keys_hash()
@@ -167,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         from tooling.codec_server import run as serve_codec
 
         return serve_codec(settings, host=args.host)
+    if args.command == "demo":
+        return demo(settings, args)
     if args.command == "temporal":
         _exit_past_temporal(asyncio.run(temporal_setup(settings, args.retention_days, args.wait)))
     if not settings.database_url:
@@ -181,6 +202,25 @@ def main(argv: list[str] | None = None) -> int:
 
     migrate(settings.database_url)
     return 0
+
+
+def demo(settings: Settings, args: argparse.Namespace) -> int:
+    from kassa.settings import DEV_STOREFRONT_KEY
+    from tooling import demo as load
+
+    if args.checkouts < 1 or args.concurrency < 1:
+        print("--checkouts and --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    api_url = (args.api or f"http://{host}:{settings.api_port}").rstrip("/")
+    return load.main(
+        api_url,
+        args.key or DEV_STOREFRONT_KEY,
+        args.checkouts,
+        args.concurrency,
+        args.seed,
+        args.expire_after,
+    )
 
 
 def _exit_past_temporal(code: int) -> None:
