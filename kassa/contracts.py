@@ -259,6 +259,10 @@ class ReconcileInput:
     number): compare the orders that ended in the last `lookback_hours` with the gateways."""
 
     lookback_hours: int = 72
+    # Where the pass stands: None to start one; set when it continues as new, or by support's
+    # re-run for one order (ReconcileProgress.order_id). Part of the one input: the SDK
+    # decodes a workflow's arguments by their types only when all of them are sent.
+    progress: ReconcileProgress | None = None
 
 
 @dataclass(frozen=True)

@@ -219,10 +219,10 @@ async def start_reconcile_order(
     try:
         await client.start_workflow(
             RECONCILE_WORKFLOW,
-            args=[
-                ReconcileInput(lookback_hours=0),  # unused: the order is compared whenever
-                ReconcileProgress(since=datetime.now(UTC), order_id=order_id),
-            ],
+            ReconcileInput(
+                lookback_hours=0,  # unused: the order is compared whenever it ended
+                progress=ReconcileProgress(since=datetime.now(UTC), order_id=order_id),
+            ),
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -51,19 +51,15 @@ class ReconcileWorkflow:
         self._progress: ReconcileProgress | None = None
 
     @workflow.run
-    async def run(
-        self, request: ReconcileInput, progress: ReconcileProgress | None = None
-    ) -> ReconcileReport:
-        if isinstance(request, dict):  # the SDK leaves it undecoded here: take it as sent
-            request = ReconcileInput(**request)
-        lookback_hours = request.lookback_hours
+    async def run(self, request: ReconcileInput) -> ReconcileReport:
+        lookback_hours, progress = request.lookback_hours, request.progress
         if progress is None:
             progress = ReconcileProgress(since=workflow.now() - timedelta(hours=lookback_hours))
         self._progress = progress
         pages = 0
         while progress.phase != ReconcilePhase.DONE:
             if pages >= progress.pages_per_run or workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(args=[request, progress])
+                workflow.continue_as_new(replace(request, progress=progress))
             progress = await self._page(progress)
             self._progress = progress
             pages += 1

@@ -275,10 +275,7 @@ async def test_a_pass_goes_page_by_page_and_continues_as_new(stack, sessions):
         ended = len(await orders.ended_since(session, since))
     handle = await stack.temporal.start_workflow(
         ReconcileWorkflow.run,
-        args=[
-            ReconcileInput(lookback_hours=1),
-            ReconcileProgress(since=since, page=2, pages_per_run=2),
-        ],
+        ReconcileInput(1, ReconcileProgress(since=since, page=2, pages_per_run=2)),
         id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
         task_queue=stack.settings.task_queue,
     )
@@ -308,12 +305,12 @@ async def test_a_pass_that_fails_for_good_says_where(stack, sandbox, settings):
             with pytest.raises(WorkflowFailureError) as failed:
                 await stack.temporal.execute_workflow(
                     ReconcileWorkflow.run,
-                    args=[
-                        ReconcileInput(lookback_hours=1),
+                    ReconcileInput(
+                        1,
                         ReconcileProgress(
                             since=datetime.now(UTC) - timedelta(hours=1), page_attempts=2
                         ),
-                    ],
+                    ),
                     id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
                     task_queue=stack.settings.task_queue,
                 )

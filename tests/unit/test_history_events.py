@@ -21,8 +21,9 @@ from tests.support import HISTORIES, RECORD_HISTORIES, record_history
 def test_local_activities_are_decoded_from_their_markers():
     fulfilled = load_history("checkout-fulfilled")
     assert {"grant_entitlements", "create_payment"} <= set(local_activity_types(fulfilled))
-    assert "notify_storefront" not in local_activity_types(fulfilled)  # a normal activity
-    assert {"grant_entitlements", "notify_storefront"} <= set(activity_types(fulfilled))
+    expired = load_history("checkout-expired")
+    assert "close_payment" not in local_activity_types(expired)  # a normal activity
+    assert {"create_payment", "close_payment"} <= set(activity_types(expired))
 
 
 def test_no_history_carries_a_patch_before_release():
