@@ -177,6 +177,18 @@ async def report_payment(client: Client, event: PaymentEvent) -> bool:
     return await _signal(client, checkout_workflow_id(event.order_id), "payment_event", event)
 
 
+async def ask_checkout_to_check(client: Client, order_id: str) -> bool:
+    """Have the order's checkout ask the gateway about its payment now (`check_payment`);
+    False if no checkout runs."""
+    try:
+        await client.get_workflow_handle(checkout_workflow_id(order_id)).signal("check_payment")
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
 async def report_refund(client: Client, event: RefundEvent) -> bool:
     """Hand a verified gateway callback about a refund to its workflow; False if none runs."""
     return await _signal(client, refund_workflow_id(event.refund_id), "refund_event", event)

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         CheckoutInput,
         CheckoutView,
+        OrderRef,
         PaymentEvent,
         RefundInput,
         ReviewDecision,
@@ -74,6 +75,7 @@ class CheckoutWorkflow:
         self._webhooks: list[asyncio.Task] = []  # held, or asyncio may collect them mid-flight
         # The first cancellation in Temporal: the status it came in, and what it did.
         self._temporal_cancel: tuple[OrderStatus, str] | None = None
+        self._checking = False  # a check_payment question is under way
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutView:
@@ -359,6 +361,39 @@ class CheckoutWorkflow:
                 checkout.gateway, event.event_id, checkout.order_id, event.attempt, answer
             )
         )
+
+    @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    async def check_payment(self) -> None:
+        """Ask the gateway about the current payment now: the buyer came back from the
+        payment page saying they paid (the storefront's `POST /v1/orders/{id}/check-payment`),
+        or support asks. The checkout asks once up front and then trusts the gateway's
+        redelivery and the close; this finds a lost callback the moment someone cares. Only
+        a reason to ask, so one sent by hand is harmless; one question at a time."""
+        checkout, payment = self._checkout, self._payment
+        if self._status != OrderStatus.AWAITING_PAYMENT or self._checking:
+            return
+        self._checking = True
+        try:
+            order = OrderRef(checkout.order_id, checkout.gateway, payment.attempt)
+            answer = await ask_gateway(
+                PaymentActivities.payment_status,
+                order,
+                "ask the gateway (asked to)",
+                CONFIRM_WITHIN,
+                local=True,
+            )
+        finally:
+            self._checking = False
+        if answer is not None:
+            payment.take(
+                PaymentEvent.answered(
+                    checkout.gateway,
+                    f"asked-{workflow.now()}",
+                    checkout.order_id,
+                    order.attempt,
+                    answer,
+                )
+            )
 
     @workflow.update
     async def payment_session(self) -> CheckoutView:

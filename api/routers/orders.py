@@ -1,4 +1,5 @@
-"""/v1/orders/{order_id}: read it; cancel it; retry its payment after a decline. Support's
+"""/v1/orders/{order_id}: read it; cancel it; retry its payment after a decline; have it
+checked at the gateway. Support's
 own actions on an order are in api/routers/support.py."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kassa import errors
 from kassa.contracts import CancelRequest
 from kassa.settings import MAX_LISTED
 from kassa.statuses import Caller, OrderStatus
-from orchestration.client import ask_checkout
+from orchestration.client import ask_checkout, ask_checkout_to_check
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -144,3 +145,26 @@ async def retry_payment(
     if view is None:
         raise errors.RetryNotAllowed(f"The order is already {order.status}")
     return CheckoutOut.of(view)
+
+
+@router.post(
+    "/{order_id}/check-payment",
+    status_code=202,
+    response_model=OrderOut,
+    operation_id="check_payment",
+    responses=responses(errors.OrderNotFound, errors.TemporalUnavailable),
+)
+async def check_payment(
+    order_id: OrderIdPath, caller: CallerDep, sessions: SessionsDep, temporal: TemporalDep
+) -> OrderOut:
+    """The buyer is back from the payment page (the `return_url`) and says they paid, but
+    the order still awaits payment: the checkout asks the gateway now, so a lost callback
+    costs the buyer seconds, not the rest of the window. Accepted at once; the order as it
+    stands is returned, `GET /v1/orders/{id}` shows it paid once the gateway says so. An
+    order that no longer awaits payment is returned as it is."""
+    order = await find_order(sessions, order_id)
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        audit.info("%s asks for the payment of order %s to be checked", caller.who, order_id)
+        await ask_checkout_to_check(temporal, order_id)
+    async with sessions() as session:
+        return OrderOut.of(order, await refunds.of_order(session, order_id, MAX_LISTED + 1))

@@ -12,10 +12,12 @@ from sqlalchemy import func, select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 
+from api.app import create_app
 from db.models import Entitlement, IdempotencyKey, Order
 from gateways.sandbox import order_of_sandbox_reference
 from kassa import search
-from tests.support import buyer_acts, eventually, record_history
+from tests.conftest import Stack
+from tests.support import buyer_acts, eventually, free_port, record_history, serving
 from workflows.checkout import CheckoutWorkflow
 
 
@@ -171,6 +173,41 @@ async def test_cancel_closes_the_payment_and_refuses_a_paid_order(stack, sandbox
         assert refused.status_code == 409
         assert refused.headers["content-type"] == "application/problem+json"
         assert (await api.get(f"/v1/orders/{paid['order_id']}")).json()["status"] == "fulfilled"
+
+
+async def test_a_buyer_back_from_the_page_gets_a_lost_callback_found(stack, sandbox, settings):
+    """The gateway's callback never comes and the checkout's own early check is an hour
+    away: the storefront's check-payment (the buyer is back and says they paid) has the
+    checkout ask the gateway now, and the order is fulfilled within seconds."""
+    # An API whose checkouts ask on their own only after an hour (the suite's ask at once).
+    patient = stack.settings.model_copy(update={"status_check_first_seconds": 3600})
+    async with (
+        serving(create_app(patient, temporal_client=stack.temporal), free_port()) as url,
+        httpx.AsyncClient(base_url=settings.sandbox_url) as gateway,
+    ):
+        await gateway.put("/_emulator/behaviour", json={"faults": {"drop_callbacks": 1.0}})
+        try:
+            async with Stack(url, stack.temporal, patient).http() as api:
+                checkout = (await post_checkout(api, checkout_body())).json()
+                order_id = checkout["order_id"]
+                await buyer_acts(checkout["payment"]["payment_url"], "succeeded")
+                assert sandbox.behaviour.faults.counts["dropped_callbacks"] == 1
+                assert (await api.get(f"/v1/orders/{order_id}")).json()["status"] == (
+                    "awaiting_payment"
+                )
+
+                asked = await api.post(f"/v1/orders/{order_id}/check-payment")
+
+                assert asked.status_code == 202, asked.text
+                assert asked.json()["order_id"] == order_id
+                await wait_for_status(api, order_id, "fulfilled")
+                # Asked again once it is over: the order as it is, nothing asked.
+                again = await api.post(f"/v1/orders/{order_id}/check-payment")
+                assert (again.status_code, again.json()["status"]) == (202, "fulfilled")
+                missing = await api.post("/v1/orders/ord_nobody/check-payment")
+                assert missing.status_code == 404
+        finally:
+            await gateway.put("/_emulator/behaviour", json={})
 
 
 async def declined(api: httpx.AsyncClient, checkout: dict) -> dict:

@@ -10,7 +10,8 @@ import pytest
 from kassa.contracts import CancelRequest, PaymentEvent
 from kassa.ids import checkout_workflow_id, refund_workflow_id, stray_refund_id
 from kassa.statuses import OrderStatus, PaymentOutcome
-from tests.support import buyer_acts, new_checkout
+from tests.history_events import activity_types, local_activity_types
+from tests.support import buyer_acts, eventually, new_checkout
 from tests.workflows.conftest import order_row, pay
 from workflows.checkout import CheckoutWorkflow
 
@@ -69,6 +70,30 @@ async def test_a_lost_callback_is_found_by_asking_the_gateway(started, sessions,
     assert sandbox.behaviour.faults.counts["dropped_callbacks"] == 1
     history = (await handle.fetch_history()).to_json()
     assert "payment_status" in history and "close_payment" not in history
+
+
+async def test_a_lost_callback_is_found_when_asked_to_check(started, faults, sandbox):
+    """The checkout asks on its own only once, later than this buyer pays: the storefront's
+    check-payment (the buyer is back and says they paid) makes it ask the gateway now."""
+    await faults(drop_callbacks=1.0)
+    checkout = new_checkout(status_check_first_seconds=3600)
+    view, handle = await started(checkout)
+    await handle.signal(CheckoutWorkflow.check_payment)  # not paid yet: nothing changes
+
+    async def asked() -> int:
+        return local_activity_types(await handle.fetch_history()).count("payment_status")
+
+    await eventually(lambda: asked())
+    await buyer_acts(view.payment.payment_url)  # its callback is dropped: no signal comes
+    assert (await handle.query(CheckoutWorkflow.state)).status == OrderStatus.AWAITING_PAYMENT
+
+    await handle.signal(CheckoutWorkflow.check_payment)
+
+    result = await handle.result()
+    assert result.status == OrderStatus.FULFILLED
+    assert sandbox.behaviour.faults.counts["dropped_callbacks"] == 1
+    assert await asked() == 2  # each check_payment asked once
+    assert "close_payment" not in activity_types(await handle.fetch_history())
 
 
 async def test_another_amount_found_only_by_the_close_is_held(started, sessions, sandbox):
