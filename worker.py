@@ -58,6 +58,7 @@ SHARED_WORKFLOW_HELPERS = [
     "workflows.collect",
     "workflows.fulfilment",
     "workflows.payment",
+    "workflows.refunding",
     "workflows.saga",
     "workflows.steps",
 ]

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # memory between their tasks (sticky): one evicted is replayed from its history when
     # its next callback, timer or request comes, so memory stays bounded however many
     # checkouts wait. The limits are per worker process; scale out with more processes.
-    worker_max_cached_workflows: int = Field(500, ge=0)
+    worker_max_cached_workflows: int = Field(250, ge=0)
     worker_max_concurrent_workflow_tasks: int = Field(50, ge=1)
     worker_max_concurrent_activities: int = Field(50, ge=1)
     worker_max_concurrent_local_activities: int = Field(100, ge=1)

@@ -23,7 +23,7 @@ from temporalio.exceptions import FailureError
 from workflows.collect import Collection
 from workflows.fulfilment import AFTER_PAYMENT
 from workflows.payment import DECISIVE, Payment, Verdict
-from workflows.refund import give_back, refund_and_wait
+from workflows.refunding import give_back, refund_and_wait
 from workflows.saga import Saga
 from workflows.steps import (
     ask_gateway,

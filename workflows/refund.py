@@ -1,5 +1,5 @@
-"""One refund as one durable workflow (id `refund-<refund_id>`), and how other workflows give
-money back through it.
+"""One refund as one durable workflow (id `refund-<refund_id>`); how other workflows start one
+is in workflows/refunding.py.
 
 Kassa reserves the amount within the cap before the workflow starts (the API the refunds it
 is asked for, the checkout its compensation; a stray capture is recorded and booked). The
@@ -19,8 +19,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, FailureError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.steps import (
     GATEWAY_CALL,
@@ -38,7 +37,7 @@ from workflows.steps import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
-    from kassa import errors, search
+    from kassa import search
     from kassa.contracts import (
         REFUND_WORKFLOW,
         PaymentEvent,
@@ -48,11 +47,10 @@ with workflow.unsafe.imports_passed_through():
         RefundView,
         StorefrontEvent,
     )
-    from kassa.ids import refund_workflow_id
     from kassa.money import format_amount
     from kassa.reasons import ReasonCode
     from kassa.search import NeedsAttention
-    from kassa.statuses import RefundStatus, StrayKind
+    from kassa.statuses import RefundStatus
 
 FIRST_CHECK = timedelta(seconds=10)
 CONFIRM_WITHIN = timedelta(minutes=1)  # an unanswered confirmation: the next check asks again
@@ -258,63 +256,3 @@ class RefundWorkflow:
             self._failure_code,
             r.requested_by,
         )
-
-
-# ---- giving money back from another workflow --------------------------------------------------
-
-
-async def refund_and_wait(refund: RefundInput, failure: type[errors.KassaError]) -> None:
-    """Give money back through a refund workflow, as a child that survives its parent (a
-    terminated checkout must not stop a refund that moves money); a refund that fails for
-    good fails the parent with `failure`, loudly, so support sees it. Reserved (or, for a
-    stray, recorded) first: a refund workflow refuses what Kassa did not reserve."""
-    try:
-        await _reserve(refund)
-    except FailureError as err:
-        reason = failure_message(err)
-        raise failure(f"{failure.title} for order {refund.order_id} ({reason})") from err
-    result = await workflow.execute_child_workflow(
-        RefundWorkflow.run,
-        refund,
-        id=refund_workflow_id(refund.refund_id),
-        parent_close_policy=ParentClosePolicy.ABANDON,
-        static_summary=refund_summary(refund),
-    )
-    if result.status != RefundStatus.SUCCEEDED:
-        raise failure(f"{failure.title} for order {refund.order_id} ({result.failure_reason})")
-
-
-async def give_back(
-    strays: list[PaymentEvent], gateway: str, kind: StrayKind, customer_id: str | None = None
-) -> None:
-    """Start the refund of every capture an order does not keep, without waiting for them.
-    Reports that come later reach the same refunds through the API (same ids)."""
-    for event in strays:
-        refund = RefundInput.for_stray(event, gateway, kind, customer_id)
-        await _reserve(refund)
-        try:
-            await workflow.start_child_workflow(
-                RefundWorkflow.run,
-                refund,
-                id=refund_workflow_id(refund.refund_id),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=refund_summary(refund),
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-
-
-def refund_summary(refund: RefundInput) -> str:
-    """The refund's one line in the UI's list (orchestration/client.py says the same for
-    the refunds the API and reconciliation start)."""
-    return (
-        f"Refund ({refund.kind}) of {format_amount(refund.amount, refund.currency)} "
-        f"on order {refund.order_id}"
-    )
-
-
-async def _reserve(refund: RefundInput) -> None:
-    if refund.stray:
-        await db_step(RefundActivities.record_stray_capture, refund, f"record the {refund.stray}")
-    else:
-        await db_step(RefundActivities.reserve_refund, refund, "reserve the amount")
