@@ -272,10 +272,11 @@ async def order_statuses(database_url: str, order_ids: list[str]) -> Counter:
 # ---- processes -------------------------------------------------------------------------
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    """User + system CPU seconds of a process and its live children."""
+def cpu_seconds(process: psutil.Process, children: bool = True) -> float:
+    """User + system CPU seconds of a process and (unless not) its live children. The bench
+    driver is measured alone: every process of the stack is its child."""
     total = 0.0
-    for p in [process, *_children(process)]:
+    for p in [process, *(_children(process) if children else [])]:
         try:
             t = p.cpu_times()
             total += t.user + t.system
@@ -284,9 +285,9 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def rss_bytes(process: psutil.Process) -> int:
+def rss_bytes(process: psutil.Process, children: bool = True) -> int:
     total = 0
-    for p in [process, *_children(process)]:
+    for p in [process, *(_children(process) if children else [])]:
         try:
             total += p.memory_info().rss
         except psutil.NoSuchProcess:
@@ -319,7 +320,10 @@ class Meter:
     def _cpu(self) -> dict[str, float]:
         if "postgres" in self.roles:  # backends come and go: look again
             self.roles["postgres"] = self.stack.postgres_processes()
-        return {role: sum(cpu_seconds(p) for p in ps) for role, ps in self.roles.items()}
+        return {
+            role: sum(cpu_seconds(p, children=role != "bench driver") for p in ps)
+            for role, ps in self.roles.items()
+        }
 
     def stop(self) -> dict[str, dict]:
         """By role: CPU seconds used, % of one core, RSS now (MB)."""
@@ -331,7 +335,7 @@ class Meter:
             out[role] = {
                 "cpu_seconds": round(used, 2),
                 "core_percent": round(100 * used / elapsed, 2) if elapsed else 0.0,
-                "rss_mb": round(sum(rss_bytes(p) for p in ps) / 2**20, 1),
+                "rss_mb": round(sum(rss_bytes(p, role != "bench driver") for p in ps) / 2**20, 1),
                 "processes": len(ps),
             }
         out["_elapsed_seconds"] = round(elapsed, 2)  # type: ignore[assignment]

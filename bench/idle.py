@@ -128,7 +128,9 @@ async def measure(
     deadline = time.monotonic() + idle
     while True:
         for role, processes in meter.roles.items():
-            peak[role] = max(peak.get(role, 0), sum(rss_bytes(p) for p in processes))
+            alone = role == "bench driver"  # its children are the stack
+            rss = sum(rss_bytes(p, children=not alone) for p in processes)
+            peak[role] = max(peak.get(role, 0), rss)
         if time.monotonic() >= deadline:
             break
         await asyncio.sleep(min(5, max(0, deadline - time.monotonic())))

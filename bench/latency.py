@@ -16,8 +16,10 @@ import argparse
 import asyncio
 
 from bench.common import (
+    Meter,
     bare_open,
     bounded,
+    cpu_line,
     gateway,
     open_checkout,
     pay,
@@ -33,8 +35,12 @@ async def at_concurrency(stack: Stack, n: int, concurrency: int) -> dict:
     async with storefront(stack) as api, gateway(stack) as sandbox:
         warm = await open_checkout(api)
         await bare_open(stack.baseline_client)
+        meter = Meter(stack).start()
         opened = await bounded([lambda: open_checkout(api)] * n, concurrency)
+        kassa_cpu = meter.stop()
+        meter = Meter(stack).start()
         bare = await bounded([lambda: bare_open(stack.baseline_client)] * n, concurrency)
+        bare_cpu = meter.stop()
         # Untimed: pay what was opened and wait until it is fulfilled.
         await bounded([lambda c=c: pay(sandbox, c) for c in [warm, *opened]], 20)
         await watch_orders(
@@ -52,6 +58,8 @@ async def at_concurrency(stack: Stack, n: int, concurrency: int) -> dict:
         "baseline": baseline,
         "p50_ratio": kassa["p50"] / baseline["p50"],
         "p99_ratio": kassa["p99"] / baseline["p99"],
+        "kassa_cpu": kassa_cpu,
+        "baseline_cpu": bare_cpu,
     }
 
 
@@ -72,7 +80,9 @@ async def measure(stack: Stack, checkouts: int = 100, concurrencies: tuple[int, 
             f"baseline mean {r['baseline']['mean'] * 1000:.0f} ms max "
             f"{r['baseline']['max'] * 1000:.0f} ms; p99 ratio {r['p99_ratio']:.2f}x"
             for r in runs
-        ],
+        ]
+        + [f"c={r['concurrency']} kassa " + cpu_line(r["kassa_cpu"]) for r in runs]
+        + [f"c={r['concurrency']} baseline " + cpu_line(r["baseline_cpu"]) for r in runs],
         "runs": runs,
     }
 
