@@ -138,6 +138,30 @@ async def open_checkout(
     raise AssertionError("unreachable")
 
 
+async def open_many(
+    api: httpx.AsyncClient,
+    count: int,
+    concurrency: int,
+    expires_in: Callable[[int], int | None],
+    progress: bool = True,
+) -> tuple[list[dict], float]:
+    """Open `count` checkouts (the i-th with the window `expires_in(i)`), retrying a 503 with
+    the same key as the API asks; printing progress every tenth. The checkouts, and the
+    seconds it took."""
+    done, started = 0, time.time()
+
+    async def one(i: int) -> dict:
+        nonlocal done
+        checkout = await open_checkout(api, expires_in(i), retries=5)
+        done += 1
+        if progress and done % max(1, count // 10) == 0:
+            print(f"  opened {done}/{count} in {time.time() - started:.0f} s", flush=True)
+        return checkout
+
+    opened = await bounded([lambda i=i: one(i) for i in range(count)], concurrency)
+    return opened, time.time() - started
+
+
 async def pay(sandbox: httpx.AsyncClient, checkout: dict) -> None:
     """The buyer pays on the sandbox (its emulator control, as tests/support.py's buyer)."""
     paid = await sandbox.post(

@@ -37,9 +37,9 @@ import time
 
 from bench.common import (
     Meter,
-    bounded,
     gateway,
     open_checkout,
+    open_many,
     pay,
     report,
     rss_bytes,
@@ -104,20 +104,8 @@ async def measure(
     await asyncio.sleep(before)
     quiet = meter.stop()
 
-    done = 0
-    started = time.time()
-
-    async def one() -> dict:
-        nonlocal done
-        checkout = await open_checkout(api, expires_in, retries=3)
-        done += 1
-        if done % max(1, checkouts // 10) == 0:
-            print(f"  opened {done}/{checkouts} in {time.time() - started:.0f} s", flush=True)
-        return checkout
-
     async with storefront(stack) as api:
-        opened = await bounded([one] * checkouts, concurrency)
-    opened_in = time.time() - started
+        opened, opened_in = await open_many(api, checkouts, concurrency, lambda i: expires_in)
     retried = sum(c["retried"] for c in opened)
     settle_for = first_check_seconds(stack) + settle
     await asyncio.sleep(settle_for)
