@@ -105,7 +105,9 @@ async def measure(
     quiet = meter.stop()
 
     async with storefront(stack) as api:
-        opened, opened_in = await open_many(api, checkouts, concurrency, lambda i: expires_in)
+        opened, errors, opened_in = await open_many(
+            api, checkouts, concurrency, lambda i: expires_in
+        )
     retried = sum(c["retried"] for c in opened)
     settle_for = first_check_seconds(stack) + settle
     await asyncio.sleep(settle_for)
@@ -134,15 +136,16 @@ async def measure(
     roles = [r for r in usage if not r.startswith("_")]
     return {
         "summary": (
-            f"idle: {checkouts} open checkouts: worker RSS {worker_rss:.0f} MB (target <= 300), "
+            f"idle: {len(opened)} open checkouts: worker RSS {worker_rss:.0f} MB (target <= 300), "
             f"worker + API CPU {worker_api:.1f}% of a core (target <= 2%), Temporal server "
             f"CPU caused by Kassa {server_by_kassa:.1f}% (target <= 5%); lost callback caught "
             f"after {lost['caught_after_seconds']:.1f} s, window {lost_window} s"
             f" ({'within' if lost['within_window'] else 'NOT within'})"
         ),
         "details": [
-            f"opened {checkouts} in {opened_in:.0f} s ({checkouts / opened_in:.1f}/s, "
-            f"{retried} retried), then waited {settle_for:.0f} s to settle",
+            f"opened {len(opened)} in {opened_in:.0f} s ({len(opened) / opened_in:.1f}/s, "
+            f"{retried} retried after a 503, {len(errors)} failed), "
+            f"then waited {settle_for:.0f} s to settle",
             f"before any checkout ({quiet['_elapsed_seconds']:.0f} s): "
             + ", ".join(f"{r} {quiet[r]['core_percent']:.1f}%" for r in roles if r in quiet),
             f"idle ({usage['_elapsed_seconds']:.0f} s), % of one core / peak RSS: "
@@ -160,6 +163,8 @@ async def measure(
         "checkouts": checkouts,
         "opened_seconds": opened_in,
         "retried": retried,
+        "opened": len(opened),
+        "failed_to_open": errors,
         "settle_seconds": settle_for,
         "before": quiet,
         "idle": usage,
