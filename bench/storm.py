@@ -4,11 +4,13 @@ A target minute [T, T+60 s) is chosen far enough ahead that opening them all fin
 (--lead seconds; by default 30 s + N/5 s: this machine opened 5-10/s); each checkout is
 opened with the expires_in_seconds that puts its window's end at its place in that minute
 (spread evenly). No buyer pays. The orders table is then watched (every 0.5 s) until all are
-`expired`; each one's lag is the time it was first seen expired minus its window's end
-(orders.expires_at). The sandbox counts the close calls it received and what they did
-(GET /_emulator/calls), and its state tells whether each payment was closed once.
+`expired` (at most 15 min after the minute; what is left is reported); each one's lag is the
+time it was first seen expired minus its window's end (orders.expires_at). The sandbox counts
+the close calls it received and what they did (GET /_emulator/calls), and its state tells
+whether each payment was closed once.
 
     .venv/bin/python -m bench.storm [--checkouts 2000] [--concurrency 20] [--lead SECONDS]
+        [--status-check-first 3600]
 
 KASSA_EXPIRES_IN_MIN is lowered to 5 s by the bench stack, so the windows can be placed at
 will. The in-workflow status checks are put after the windows by default
