@@ -8,11 +8,12 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,19 @@ COUNTED = {
     "signals": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
     "updates": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
 }
+
+
+def run(main: Callable[[], Coroutine]) -> None:
+    """asyncio.run(main()), but SIGTERM cancels it like Ctrl-C does, so the stack's
+    processes are stopped and its folder removed either way."""
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await main()
+
+    asyncio.run(guarded())
 
 
 # ---- numbers ---------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 
 from bench.common import (
@@ -43,6 +42,7 @@ from bench.common import (
     pay,
     report,
     rss_bytes,
+    run,
     storefront,
     watch_orders,
 )
@@ -201,5 +201,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(main())
+    run(main)

@@ -13,7 +13,6 @@ the next measurement. Prints one summary line with p50 and p99 of both and their
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from bench.common import (
     Meter,
@@ -24,6 +23,7 @@ from bench.common import (
     open_checkout,
     pay,
     report,
+    run,
     storefront,
     summary,
     watch_orders,
@@ -98,4 +98,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

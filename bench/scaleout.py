@@ -12,9 +12,7 @@ bench/results/scaleout-<UTC time>.json.
 
 from __future__ import annotations
 
-import asyncio
-
-from bench.common import cpu_line, report
+from bench.common import cpu_line, report, run
 from bench.stack import Stack, running_stack
 from bench.throughput import arguments, kassa_run, naive_run
 
@@ -28,8 +26,8 @@ async def measure(stack: Stack, checkouts: int = 200, concurrency: int = 20, pol
     await stack.add_worker()
     two = await kassa_run(stack, checkouts, concurrency, poll)
     naive = await naive_run(stack, checkouts, concurrency)
-    for run in (one, two, naive):
-        run.pop("workflow_ids")
+    for each in (one, two, naive):
+        each.pop("workflow_ids")
     scale = two["per_second"] / one["per_second"]
     return {
         "summary": (
@@ -58,4 +56,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

@@ -44,6 +44,7 @@ from bench.common import (
     cpu_line,
     open_many,
     report,
+    run,
     storefront,
     summary,
     watch_orders,
@@ -191,4 +192,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

@@ -16,7 +16,6 @@ writes bench/results/throughput-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
 from bench.common import (
@@ -28,6 +27,7 @@ from bench.common import (
     kassa_paid_checkout,
     naive_checkout,
     report,
+    run,
     storefront,
     summary,
 )
@@ -132,4 +132,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)
