@@ -45,7 +45,8 @@ clean:
 	rm -rf $(VENV) .kassa .pytest_cache
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.checkout_round_trips
+	$(BIN)/python -m bench.throughput --checkouts 100 --concurrency 20
+	$(BIN)/python -m bench.latency --checkouts 50
 
 # docs/support/*.png, taken of the real Temporal UI against a scripted mix of checkouts
 # (tooling/screenshots.py). Needs Debian's Chromium: apt-get install -y chromium

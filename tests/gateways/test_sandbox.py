@@ -197,3 +197,27 @@ async def test_a_long_cart_description_is_shortened_not_refused(adapter, sandbox
     session = await adapter.create_payment(new_payment(adapter, description=description))
     stored = sandbox.payments[session.payment_id]["description"]
     assert len(stored) == 256 and stored.endswith("…")
+
+
+async def test_the_emulator_counts_calls_by_route_and_what_closes_did(adapter, settings):
+    async def counted() -> dict:
+        async with httpx.AsyncClient() as http:
+            return (await http.get(f"{settings.sandbox_url}/_emulator/calls")).json()
+
+    before = await counted()
+    unpaid, paid = new_payment(adapter), new_payment(adapter)
+    await adapter.create_payment(unpaid)
+    await buyer_acts((await adapter.create_payment(paid)).payment_url, "succeeded")
+    for reference in (unpaid.merchant_order_id, unpaid.merchant_order_id, paid.merchant_order_id):
+        await adapter.close_payment(reference)
+    after = await counted()
+
+    def delta(kind: str, key: str) -> int:
+        return after[kind].get(key, 0) - before[kind].get(key, 0)
+
+    assert delta("calls", "POST /v1/payments") == 2
+    assert delta("calls", "POST /v1/payments/by-order/{merchant_order_id}/close") == 3
+    assert delta("calls", "GET /pay/{payment_id}") == 1
+    assert delta("outcomes", "close: closed a pending payment") == 1
+    assert delta("outcomes", "close: was closed") == 1
+    assert delta("outcomes", "close: already paid") == 1

@@ -131,10 +131,14 @@ def merchant_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
             payment["status"] = "succeeded"
             outbox.save_and_emit("payment.succeeded", payment, payment["notify_url"])
         if payment["status"] == "succeeded":
+            state.outcomes["close: already paid"] += 1
             return error(409, "payment_already_paid", status="succeeded", id=payment["id"])
         if payment["status"] == "pending":
             payment["status"] = "closed"
+            state.outcomes["close: closed a pending payment"] += 1
             state.save()
+        else:
+            state.outcomes[f"close: was {payment['status']}"] += 1
         return answer(payment)
 
     @router.post("/v1/refunds", status_code=201)

@@ -34,6 +34,14 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app = FastAPI(title="Kassa sandbox gateway", lifespan=lifespan)
     app.state.sandbox = state
 
+    @app.middleware("http")
+    async def _count(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")  # set by the router once a route matched
+        path = getattr(route, "path", None) or "(no route)"
+        state.calls[f"{request.method} {path}"] += 1
+        return response
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, dict) else {"code": str(exc.detail)}

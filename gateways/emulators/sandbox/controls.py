@@ -101,6 +101,12 @@ def emulator_routes(config: SandboxConfig, state: SandboxState, outbox: Outbox) 
         )
         return body
 
+    @router.get("/calls")
+    async def calls():
+        """How many calls the gateway received, by route ("POST /v1/payments"), and what the
+        acting ones did ("close: closed a pending payment", "close: already paid", …)."""
+        return {"calls": dict(state.calls), "outcomes": dict(state.outcomes)}
+
     @router.get("/state")
     async def inspect():
         """What the gateway saw: payments, refunds and every callback attempt."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,11 @@ class SandboxState:
     # memory only): tests check that the trace reaches the gateway.
     traceparents: dict[str, str] = field(default_factory=dict)
     behaviour: SandboxBehaviour = field(default_factory=SandboxBehaviour)
+    # Calls received, by "METHOD /route/{template}", and what the calls that act did (e.g.
+    # "close: closed a pending payment"), in memory only: the benchmarks read them
+    # (GET /_emulator/calls).
+    calls: Counter = field(default_factory=Counter)
+    outcomes: Counter = field(default_factory=Counter)
 
     def save(self) -> None:
         if self.file is None:
