@@ -23,11 +23,9 @@ and printed, so a run in the window would show.
     .venv/bin/python -m bench.idle [--checkouts 10000] [--concurrency 20] [--idle 60]
         [--before 60] [--settle 30] [--expires-in 7200] [--lost-window 300]
 
-On this machine (2 cores, shared with other sessions) at the time of writing, with the
-in-workflow status checks every open checkout runs (first at 15 s, backing off to 300 s), the
-opening itself slowed as checkouts accumulated: 2,000 at concurrency 10 went from 7/s to
-under 2/s past 1,000 open (the one worker saturated); 10,000 could not be opened in useful
-time. Run at --checkouts 1000 until the checks are cheaper.
+Opening 10,000 takes about 15 minutes on this machine (2 cores): the run is sized by
+--checkouts. (When every open checkout still asked the gateway from 15 s on, backing off to
+300 s, 2,000 could not be opened: the worker saturated past 1,000 open.)
 
 Prints one summary line (worker RSS, idle CPU of worker + API, server CPU caused by Kassa,
 against the targets: RSS <= 300 MB, worker + API <= 2% of a core, server <= 5%, lost callback
