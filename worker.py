@@ -23,6 +23,7 @@ from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
     Interceptor,
+    UnsandboxedWorkflowRunner,
     Worker,
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -62,7 +63,8 @@ SHARED_WORKFLOW_HELPERS = [
     "workflows.saga",
     "workflows.steps",
 ]
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+UNGUARDED = UnsandboxedWorkflowRunner()
+GUARDED = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(*SHARED_WORKFLOW_HELPERS)
 )
 
@@ -159,7 +161,7 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(
             seconds=settings.worker_sticky_timeout_seconds
         ),
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=GUARDED if settings.worker_workflow_sandbox == "guarded" else UNGUARDED,
         # Tracing comes with the client (orchestration/temporal.py).
         interceptors=[LogContext(), DatabaseRefusals()],
     )

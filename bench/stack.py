@@ -247,7 +247,10 @@ async def running_stack(
             pgdata,
         )  # type: ignore[arg-type]
         stack = bare
-        command = temporal_server_command(folder / "temporal.db", ports["temporal"], None)
+        # KASSA_BENCH_JOURNAL=rollback: the server as `make run` ran it before WAL (the
+        # server-bound case the naive baseline was first measured on).
+        wal = os.environ.get("KASSA_BENCH_JOURNAL", "wal") != "rollback"
+        command = temporal_server_command(folder / "temporal.db", ports["temporal"], None, wal)
         server = stack.spawn("temporal", command)
         await wait_for_port(ports["temporal"], server)
         settings = Settings(temporal_address=temporal_address)

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # A cached workflow's next task waits this long for its own worker before any worker
     # takes it (and replays it): short, so a dead worker's checkouts move on quickly.
     worker_sticky_timeout_seconds: float = Field(5, gt=0)
+    # "guarded": Temporal's sandbox runs each workflow's own module apart and refuses a
+    # non-deterministic call in it at run time. "off": no sandbox, less CPU per workflow
+    # run (docs/performance.md measures it); the tests and the replay tests then are the
+    # only guard, so the test suite always runs guarded.
+    worker_workflow_sandbox: Literal["guarded", "off"] = "guarded"
     # The embedded Temporal dev server of `kassa run` (when no temporal_address): its gRPC
     # and Web UI ports.
     temporal_port: int = 7233

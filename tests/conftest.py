@@ -68,6 +68,9 @@ def settings(database_url, ports, alipay_keys) -> Settings:
         risk_max_order_major=10_000,
         risk_max_orders_per_customer=3,
         status_check_first_seconds=1,
+        # Every workflow of the suite runs in Temporal's sandbox, whatever the environment
+        # says: it is what catches a non-deterministic call before a release.
+        worker_workflow_sandbox="guarded",
         expires_in_min=2,  # payment windows of seconds, for the randomized runs
         status_check_max_seconds=2,
         # The suite's storefront, support and gateways send far more than real ones (the

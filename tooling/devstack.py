@@ -50,9 +50,15 @@ def _postgres(settings: Settings) -> str:
     return server.get_uri("kassa")
 
 
-def temporal_server_command(db_file: Path, port: int, ui_port: int | None) -> list[str]:
+WAL = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+
+
+def temporal_server_command(
+    db_file: Path, port: int, ui_port: int | None, wal: bool = True
+) -> list[str]:
     """`temporal server start-dev` persisted to `db_file`, with Kassa's search attributes;
-    `ui_port` None runs it headless (the crash tests start it this way too)."""
+    `ui_port` None runs it headless (the crash tests start it this way too). `wal` False
+    keeps SQLite's default rollback journal (the benchmarks compare the two)."""
     kinds = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
     command = [
         str(BIN / "temporal"),
@@ -70,10 +76,7 @@ def temporal_server_command(db_file: Path, port: int, ui_port: int | None) -> li
         # SQLite's write-ahead log, synced at checkpoints: a killed server loses nothing it
         # committed (only a power cut could), and the file-backed server carries about five
         # times the workflows per second of its default rollback journal (docs/performance.md).
-        "--sqlite-pragma",
-        "journal_mode=wal",
-        "--sqlite-pragma",
-        "synchronous=normal",
+        *(WAL if wal else []),
         # Lets the UI's "Task Failures" view find workflows stuck on a failing workflow task.
         "--dynamic-config-value",
         "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=3",
