@@ -40,7 +40,7 @@ from temporalio.client import Client
 from db.engine import migrate
 from kassa.settings import DEV_STOREFRONT_KEY, DEV_SUPPORT_KEY, Settings
 from orchestration import temporal
-from tooling.devstack import temporal_server_command
+from tooling.devstack import api_command, temporal_server_command
 
 PY = sys.executable
 BASELINE_QUEUE = "bench-baseline"
@@ -257,22 +257,7 @@ async def running_stack(
         stack.client = await temporal.connect(settings)
         stack.baseline_client = await Client.connect(temporal_address)
         sandbox = stack.spawn("sandbox", [PY, "-m", "bench.stack", "sandbox"])
-        api = stack.spawn(
-            "api",
-            [
-                PY,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports["api"]),
-                "--log-level",
-                "warning",
-            ],
-        )
+        api = stack.spawn("api", api_command("127.0.0.1", ports["api"]))
         baseline = stack.spawn("baseline", [PY, "-m", "bench.baseline"])
         for _ in range(workers):
             await stack.add_worker()

@@ -40,29 +40,25 @@ async def kassa_run(stack: Stack, n: int, concurrency: int, poll: float) -> dict
     """N paid checkouts through the API at concurrency C: rate, latencies, CPU by process."""
     async with storefront(stack) as api, gateway(stack) as sandbox:
         await kassa_paid_checkout(api, sandbox, poll)  # warm-up: pools, imports, caches
-        meter = Meter(stack).start()
-        started = time.perf_counter()
-        done = await bounded([lambda: kassa_paid_checkout(api, sandbox, poll)] * n, concurrency)
-        elapsed = time.perf_counter() - started
-        cpu = meter.stop()
-    return {
-        "checkouts": n,
-        "concurrency": concurrency,
-        "seconds": round(elapsed, 2),
-        "per_second": n / elapsed,
-        "create_latency": summary([c["latency"] for c in done]),
-        "total_latency": summary([c["total"] for c in done]),
-        "cpu": cpu,
-        "workflow_ids": [c["workflow_id"] for c in done],
-    }
+        run = await timed(stack, lambda: kassa_paid_checkout(api, sandbox, poll), n, concurrency)
+    done = run.pop("done")
+    return {**run, "create_latency": summary([c["latency"] for c in done])}
 
 
 async def naive_run(stack: Stack, n: int, concurrency: int) -> dict:
     client = stack.baseline_client
     await naive_checkout(client)  # warm-up
+    run = await timed(stack, lambda: naive_checkout(client), n, concurrency)
+    run.pop("done")
+    return run
+
+
+async def timed(stack: Stack, checkout, n: int, concurrency: int) -> dict:
+    """N runs of `checkout` at concurrency C: the rate, the end-to-end latencies, the CPU by
+    process, the workflow ids (and what each run returned, under `done`)."""
     meter = Meter(stack).start()
     started = time.perf_counter()
-    done = await bounded([lambda: naive_checkout(client)] * n, concurrency)
+    done = await bounded([checkout] * n, concurrency)
     elapsed = time.perf_counter() - started
     cpu = meter.stop()
     return {
@@ -73,6 +69,7 @@ async def naive_run(stack: Stack, n: int, concurrency: int) -> dict:
         "total_latency": summary([c["total"] for c in done]),
         "cpu": cpu,
         "workflow_ids": [c["workflow_id"] for c in done],
+        "done": done,
     }
 
 

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from kassa.settings import Settings
 from orchestration.temporal import data_converter, ensure_search_attributes
 from tests.support import eventually
-from tooling.devstack import temporal_server_command
+from tooling.devstack import api_command, temporal_server_command
 
 SEED = int(os.environ.get("KASSA_CRASH_SEED", "6"))
 PATIENCE = 120  # seconds; generous, the machines are shared and noisy
@@ -111,19 +111,7 @@ class ApiProcess(Process):
     environment."""
 
     def __init__(self, settings: Settings, port: int, log: Path):
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        command = api_command("127.0.0.1", port)
         super().__init__("API", command, log, process_env(settings))
         self.url = f"http://127.0.0.1:{port}"
 

@@ -50,6 +50,24 @@ def _postgres(settings: Settings) -> str:
     return server.get_uri("kassa")
 
 
+def api_command(host: str, port: int) -> list[str]:
+    """The API as every stack serves it: uvicorn with the app factory, settings from the
+    environment (`kassa run`, the crash tests, the benchmarks)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:create_app",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 WAL = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
 
@@ -136,20 +154,7 @@ def run(settings: Settings) -> int:
             procs.append(("Alipay emulator", _spawn(emulator, alipay)))
             _wait_for_port(settings.alipay_port, "the Alipay emulator", procs[-1][1])
         procs.append(("worker", _spawn([py, "-m", "worker"], env)))
-        api = [
-            py,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            settings.api_host,
-            "--port",
-            str(settings.api_port),
-            "--log-level",
-            "warning",
-        ]
-        procs.append(("API", _spawn(api, env)))
+        procs.append(("API", _spawn(api_command(settings.api_host, settings.api_port), env)))
         _wait_for_port(settings.api_port, "the API", procs[-1][1])
         _announce(settings, database_url, temporal_address)
         return _supervise(procs)
