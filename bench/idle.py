@@ -25,7 +25,7 @@ and printed, so a run in the window would show.
 
 Opening 10,000 takes about 15 minutes on this machine (2 cores): the run is sized by
 --checkouts. (When every open checkout still asked the gateway from 15 s on, backing off to
-300 s, 2,000 could not be opened: the worker saturated past 1,000 open.)
+300 s, opening 2,000 slowed from 7/s to under 2/s past 1,000 open: the worker saturated.)
 
 Prints one summary line (worker RSS, idle CPU of worker + API, server CPU caused by Kassa,
 against the targets: RSS <= 300 MB, worker + API <= 2% of a core, server <= 5%, lost callback
