@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from typing import Annotated
@@ -118,6 +119,13 @@ def _request_id(
 
 
 RequestIdDep = Annotated[str, Depends(_request_id)]
+
+
+def per_request(action: str, subject: str, request_id: str) -> str:
+    """The audit key of an action every request does anew (a redelivery, a reconciliation):
+    a retried request (the same X-Request-ID) writes one row. The request id is digested,
+    so the key fits its column whatever the lengths of the subject and the request id."""
+    return f"{action}:{subject}:{hashlib.sha256(request_id.encode()).hexdigest()[:32]}"
 
 
 async def record_support_action(

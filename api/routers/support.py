@@ -19,6 +19,7 @@ from api.deps import (
     TemporalDep,
     audit,
     find_order,
+    per_request,
     record_support_action,
 )
 from api.problems import responses
@@ -220,7 +221,7 @@ async def redeliver_webhook(
         sessions,
         caller,
         "redeliver_webhook",
-        f"redeliver:{webhook.event_id}:{request_id}",  # every request its own delivery
+        per_request("redeliver", webhook.event_id, request_id),  # every request its own
         order_id,
         body.reason,
         {"status": order.status},
@@ -267,7 +268,7 @@ async def reconcile_order(
         sessions,
         caller,
         "reconcile",
-        f"reconcile:{order_id}:{request_id}",
+        per_request("reconcile", order_id, request_id),
         order_id,
         body.reason,
         {"status": order.status},

@@ -149,6 +149,28 @@ async def test_a_bad_request_id_is_refused_naming_it(stack, sessions):
         assert (await api.get(f"/v1/orders/{order_id}")).json()["status"] == "awaiting_payment"
 
 
+async def test_the_longest_ids_fit_the_audit_log(stack, sessions):
+    """An order id and a request id of the longest lengths allowed: the reconciliation is
+    recorded (its audit key digests the request id), and the same request writes one row."""
+    order_id = f"ord_{uuid.uuid4().hex}".ljust(64, "x")
+    request_id = "ticket-" + "9" * 121  # 128 characters
+    async with stack.http() as api:
+        created = await post_checkout(api, checkout_body(order_id=order_id))
+        assert created.status_code == 201, created.text
+    url = f"/v1/orders/{order_id}/reconcile"
+    headers = {"X-Request-ID": request_id}
+    async with stack.http(DEV_SUPPORT_KEY) as support:
+        first = await support.post(url, json={"reason": "checking"}, headers=headers)
+        again = await support.post(url, json={"reason": "checking"}, headers=headers)
+        log = (await support.get(f"/v1/orders/{order_id}/audit")).json()
+        await support.post(f"/v1/orders/{order_id}/cancel", json={"reason": "test over"})
+
+    assert (first.status_code, again.status_code) == (202, 202), first.text
+    assert first.json()["workflow_id"] == again.json()["workflow_id"]
+    [entry] = log["entries"]
+    assert (entry["action"], entry["request_id"]) == ("reconcile", request_id)
+
+
 async def test_support_redelivers_a_webhook_audited(stack, storefront, sessions):
     async with stack.http() as api:
         order_id = (await bought(api))["order_id"]
