@@ -43,17 +43,7 @@ class OrderActivities:
     async def record_audit(self, record: AuditRecord) -> None:
         """Write one audit row; the same record again writes none."""
         async with self._sessions.begin() as session:
-            await audit.record(
-                session,
-                action_key=record.action_key,
-                actor=record.actor,
-                action=record.action,
-                order_id=record.order_id,
-                reason=record.reason,
-                before=record.before,
-                after=record.after,
-                request_id=record.request_id,
-            )
+            await audit.record(session, record)
 
     @activity.defn
     async def set_status(self, change: StatusChange) -> None:

@@ -18,6 +18,7 @@ from db import audit as audit_log
 from db import orders
 from db.models import Order
 from gateways.base import PaymentGateway
+from kassa.contracts import AuditRecord
 from kassa.errors import OrderNotFound, SupportOnly, Unauthorized
 from kassa.settings import Settings
 from kassa.statuses import Authenticated, Caller
@@ -142,17 +143,8 @@ async def record_support_action(
     """One audit row for one support action (`key` names the action: its repeats, retried
     or replayed, add none)."""
     async with sessions.begin() as session:
-        await audit_log.record(
-            session,
-            action_key=key,
-            actor=caller.who,
-            action=action,
-            order_id=order_id,
-            reason=reason,
-            before=before,
-            after=after,
-            request_id=request_id,
-        )
+        entry = AuditRecord(key, caller.who, action, order_id, reason, before, after, request_id)
+        await audit_log.record(session, entry)
 
 
 async def find_order(sessions, order_id: str) -> Order:

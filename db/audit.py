@@ -4,37 +4,20 @@ UPDATE and DELETE itself). An action's row is keyed by `action_key`, so a repeat
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditEntry
+from kassa.contracts import AuditRecord
 
 
-async def record(
-    session: AsyncSession,
-    *,
-    action_key: str,
-    actor: str,
-    action: str,
-    order_id: str,
-    reason: str,
-    before: dict,
-    after: dict,
-    request_id: str,
-) -> None:
+async def record(session: AsyncSession, entry: AuditRecord) -> None:
     await session.execute(
         insert(AuditEntry)
-        .values(
-            action_key=action_key,
-            actor=actor,
-            action=action,
-            order_id=order_id,
-            reason=reason,
-            before=before,
-            after=after,
-            request_id=request_id,
-        )
+        .values(**asdict(entry))
         .on_conflict_do_nothing(index_elements=[AuditEntry.action_key])
     )
 

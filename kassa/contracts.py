@@ -211,8 +211,8 @@ class Redelivery:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One support action for the audit log (db/audit.py): here a cancellation in Temporal,
-    which the checkout records itself. `action_key` makes a repeat a no-op."""
+    """One support action for the audit log (db/audit.py): the API's, and a cancellation in
+    Temporal, which the checkout records itself. `action_key` makes a repeat a no-op."""
 
     action_key: str
     actor: str
