@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import FailureError
 
-from workflows.collect import Collection
+from workflows.collect import Collection, ask_about_payment
 from workflows.fulfilment import AFTER_PAYMENT
 from workflows.payment import DECISIVE, Payment, Verdict
 from workflows.refunding import give_back, refund_and_wait
@@ -47,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         CheckoutInput,
         CheckoutView,
-        OrderRef,
         PaymentEvent,
         RefundInput,
         ReviewDecision,
@@ -374,26 +373,11 @@ class CheckoutWorkflow:
             return
         self._checking = True
         try:
-            order = OrderRef(checkout.order_id, checkout.gateway, payment.attempt)
-            answer = await ask_gateway(
-                PaymentActivities.payment_status,
-                order,
-                "ask the gateway (asked to)",
-                CONFIRM_WITHIN,
-                local=True,
+            await ask_about_payment(
+                checkout, payment, "ask the gateway (asked to)", CONFIRM_WITHIN, local=True
             )
         finally:
             self._checking = False
-        if answer is not None:
-            payment.take(
-                PaymentEvent.answered(
-                    checkout.gateway,
-                    f"asked-{workflow.now()}",
-                    checkout.order_id,
-                    order.attempt,
-                    answer,
-                )
-            )
 
     @workflow.update
     async def payment_session(self) -> CheckoutView:

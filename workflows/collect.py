@@ -142,7 +142,6 @@ class Collection:
         what is left. Polling every open checkout would cost the server and the worker in
         proportion to the checkouts waiting (docs/performance.md)."""
         checkout, payment = self.checkout, self.payment
-        order = OrderRef(checkout.order_id, checkout.gateway, payment.attempt)
         show(search.PAYMENT_STATUS.value_set(str(OrderStatus.AWAITING_PAYMENT)))  # after a retry
         workflow.set_current_details(
             f"Waiting for the buyer to pay {format_amount(checkout.amount, checkout.currency)} "
@@ -153,20 +152,9 @@ class Collection:
 
         async def ask(interval: timedelta) -> None:
             # Bounded: a gateway outage must not keep us from the callback or the deadline.
-            within = min(interval, timedelta(minutes=1))
-            answer = await ask_gateway(
-                PaymentActivities.payment_status, order, "ask the gateway", within
+            await ask_about_payment(
+                checkout, payment, "ask the gateway", min(interval, timedelta(minutes=1))
             )
-            if answer is not None:
-                payment.take(
-                    PaymentEvent.answered(
-                        checkout.gateway,
-                        f"check-{workflow.now()}",
-                        checkout.order_id,
-                        order.attempt,
-                        answer,
-                    )
-                )
 
         await wait_for_word(
             lambda: payment.waiting_is_over() or self._window_closed(),
@@ -206,3 +194,30 @@ class Collection:
         if failure is None:
             payment.retry_opened()  # else the retry's caller learns how the checkout ended
         return failure
+
+
+async def ask_about_payment(
+    checkout: CheckoutInput,
+    payment: Payment,
+    summary: str,
+    within: timedelta,
+    *,
+    local: bool = False,
+) -> None:
+    """Ask the gateway how the current attempt's payment stands, and tell the payment: a
+    status check while waiting, or one someone asked for (the checkout's `check_payment`).
+    An unanswered check decides nothing."""
+    order = OrderRef(checkout.order_id, checkout.gateway, payment.attempt)
+    answer = await ask_gateway(
+        PaymentActivities.payment_status, order, summary, within, local=local
+    )
+    if answer is not None:
+        payment.take(
+            PaymentEvent.answered(
+                checkout.gateway,
+                f"check-{workflow.now()}",
+                checkout.order_id,
+                order.attempt,
+                answer,
+            )
+        )
