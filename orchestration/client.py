@@ -180,13 +180,7 @@ async def report_payment(client: Client, event: PaymentEvent) -> bool:
 async def ask_checkout_to_check(client: Client, order_id: str) -> bool:
     """Have the order's checkout ask the gateway about its payment now (`check_payment`);
     False if no checkout runs."""
-    try:
-        await client.get_workflow_handle(checkout_workflow_id(order_id)).signal("check_payment")
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    return True
+    return await _signal(client, checkout_workflow_id(order_id), "check_payment")
 
 
 async def report_refund(client: Client, event: RefundEvent) -> bool:
@@ -194,13 +188,15 @@ async def report_refund(client: Client, event: RefundEvent) -> bool:
     return await _signal(client, refund_workflow_id(event.refund_id), "refund_event", event)
 
 
-async def _signal(client: Client, workflow_id: str, signal: str, event) -> bool:
+async def _signal(client: Client, workflow_id: str, signal: str, *event) -> bool:
+    """Send `signal` (with the event, if any); False if the workflow does not run."""
     try:
-        await client.get_workflow_handle(workflow_id).signal(signal, event)
+        await client.get_workflow_handle(workflow_id).signal(signal, args=event)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        log.info("report for no running workflow", workflow_id=workflow_id, event_id=event.event_id)
+        ids = {"event_id": event[0].event_id} if event else {}
+        log.info("signal for no running workflow", workflow_id=workflow_id, signal=signal, **ids)
         return False
     return True
 
