@@ -28,6 +28,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.baseline import TASK_QUEUE, BareOpen, NaiveCheckout
 from bench.stack import Stack
+from tooling.demo import percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,15 +57,6 @@ def run(main: Callable[[], Coroutine]) -> None:
 
 
 # ---- numbers ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), nearest rank."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def summary(values: list[float]) -> dict:
